@@ -1,0 +1,112 @@
+"""The `trm` command: build data, train, evaluate, import official checkpoints, serve.
+
+    trm data sudoku --out data/sudoku            # generate train/val/test CSVs (disjoint splits)
+    trm train training/configs/sudoku-tiny-cpu.toml --set train.total_steps=500
+    trm eval checkpoints/sudoku/trm-sudoku-tiny --data data/sudoku/test.csv
+    trm import-official step_50000.pt --config official.json --out checkpoints/sudoku/imported
+    trm serve                                    # the HTTP service (needs the [serve] extra)
+
+Each subcommand's --help explains its options.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from training import commands
+
+
+def _add_data(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("data", help="generate puzzle CSVs with splits disjoint under symmetry")
+    p.add_argument("task", choices=["sudoku"], help="which task's generator to run")
+    p.add_argument("--out", type=Path, default=Path("data/sudoku"), help="output folder")
+    p.add_argument("--difficulty", default="easy", help="bucket to generate: easy, medium, hard")
+    p.add_argument("--train", type=int, default=20000, help="training puzzles")
+    p.add_argument("--val", type=int, default=500, help="validation puzzles")
+    p.add_argument("--test", type=int, default=0, help="test puzzles (0: none)")
+    p.add_argument("--exclude", type=Path, action="append", default=[],
+                   help="CSV whose puzzles (and their symmetric images) must not appear")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=0, help="processes (0: all cores)")
+    p.set_defaults(func=commands.run_data)
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train a TRM from a run config (TOML)")
+    p.add_argument("config", type=Path, nargs="?", help="training/configs/NAME.toml")
+    p.add_argument("--set", dest="overrides", action="append", default=[],
+                   metavar="SECTION.FIELD=V",
+                   help="override one field, e.g. --set train.lr=3e-4 --set model.hidden_size=64")
+    p.add_argument("--fresh", action="store_true",
+                   help="ignore resume state in train.out_dir and start over")
+    p.add_argument("--ship", type=Path, metavar="STEM",
+                   help="after training, copy the best checkpoint to STEM "
+                        "(e.g. checkpoints/sudoku/x)")
+    p.set_defaults(func=commands.run_train)
+
+
+def _add_eval(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("eval", help="score a checkpoint on a puzzle CSV")
+    p.add_argument("checkpoint", type=Path, help="checkpoint stem (path without extension)")
+    p.add_argument("--data", type=Path, required=True, help="CSV with puzzle,solution[,bucket]")
+    p.add_argument("--max-steps", type=int, default=None, help="supervision steps (default: all)")
+    p.add_argument("--halting", choices=["never", "auto"], default="never",
+                   help="never: all steps, as the paper evaluates; auto: stop when done")
+    p.add_argument("--attempts", type=int, default=1, help="test-time search width")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--limit", type=int, default=0, help="only the first N puzzles")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--json", type=Path, help="also write the report here")
+    p.add_argument("--record", action="store_true",
+                   help="store the report in the checkpoint card's evaluation results")
+    p.set_defaults(func=commands.run_eval)
+
+
+def _add_import(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("import-official", help="convert an official TRM checkpoint")
+    p.add_argument("weights", type=Path, help="official .pt (loaded weights-only) or .safetensors")
+    p.add_argument("--config", type=Path, required=True,
+                   help="JSON with the official arch config (hidden_size, H_cycles, ...)")
+    p.add_argument("--task", default="sudoku")
+    p.add_argument("--name", default="trm-imported")
+    p.add_argument("--out", type=Path, required=True, help="output checkpoint stem")
+    p.set_defaults(func=commands.run_import)
+
+
+def _add_serve(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("serve", help="run the HTTP service (options: trm serve --help)",
+                       add_help=False)
+    p.add_argument("args", nargs=argparse.REMAINDER)
+    p.set_defaults(func=commands.run_serve)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="trm", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add in (_add_data, _add_train, _add_eval, _add_import, _add_serve):
+        add(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        result = args.func(args)
+    except (ValueError, FileNotFoundError, KeyError) as err:
+        print(f"trm {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    if isinstance(result, dict):
+        print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,119 @@
+"""What each `trm` subcommand does; argument parsing lives in `training/cli.py`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from training.datasets import build_splits
+from training.progress import ProgressBar
+from trm_core.checkpoint import (
+    card_path,
+    load_checkpoint,
+    save_checkpoint,
+    update_card,
+    weights_path,
+)
+from trm_core.config import ModelConfig
+from trm_core.data import load_puzzle_csv
+from trm_core.evaluate import evaluate, format_table
+from trm_core.official import load_official
+from trm_core.tasks import get_task
+from trm_core.train_config import load_run
+from trm_core.trainer import Trainer, resolve_device
+
+log = logging.getLogger(__name__)
+
+
+def run_data(args: argparse.Namespace) -> dict[str, Any]:
+    """Generate train/val/test CSVs, disjoint under the task's symmetries."""
+    return build_splits(args.task, args.out, difficulty=args.difficulty,
+                        counts={"train": args.train, "val": args.val, "test": args.test},
+                        exclude=args.exclude, seed=args.seed, workers=args.workers or None)
+
+
+def run_train(args: argparse.Namespace) -> dict[str, Any]:
+    run = load_run(args.config, args.overrides)
+    task = get_task(run.train.task)
+    train_set = load_puzzle_csv(run.train.train_data, task)
+    eval_set = load_puzzle_csv(run.train.eval_data, task) if run.train.eval_data else None
+    trainer = Trainer(run, task, train_set, eval_set)
+    out_dir = Path(run.train.out_dir)
+    if args.fresh and out_dir.exists():
+        for stem in ("resume", "best"):
+            for path in (weights_path(out_dir / stem), card_path(out_dir / stem)):
+                path.unlink(missing_ok=True)
+    elif trainer.try_resume():
+        log.info("continuing %s from step %d", out_dir, trainer.step)
+    (out_dir / "run.json").parent.mkdir(parents=True, exist_ok=True)
+    (out_dir / "run.json").write_text(json.dumps(run.to_dict(), indent=2) + "\n")
+    bar = ProgressBar(run.train.total_steps)
+    trainer.fit(on_log=bar, on_eval=bar.evaluation)
+    summary = {"step": trainer.step, "best_exact": trainer.best_exact,
+               "train_seconds": round(trainer.elapsed_s, 1), "out_dir": str(out_dir),
+               "curve": trainer.history}
+    if args.ship and (out_dir / "best.json").exists():
+        _ship(out_dir / "best", args.ship)
+        summary["shipped"] = str(args.ship)
+    return summary
+
+
+def _ship(best: Path, target: Path) -> None:
+    """Copy the best checkpoint (weights + card) to `target`, a checkpoint stem."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(weights_path(best), weights_path(target))
+    shutil.copyfile(card_path(best), card_path(target))
+
+
+def run_eval(args: argparse.Namespace) -> dict[str, Any]:
+    device = resolve_device(args.device)
+    checkpoint = load_checkpoint(args.checkpoint, device)
+    task = get_task(checkpoint.task)
+    data = load_puzzle_csv(args.data, task).head(args.limit)
+    autocast = torch.bfloat16 if device.type == "cuda" else None
+    report = evaluate(checkpoint.model, task, data, max_steps=args.max_steps,
+                      halting=args.halting, attempts=args.attempts,
+                      batch_size=args.batch_size, autocast_dtype=autocast)
+    report["checkpoint"] = {"id": checkpoint.id, "sha256": checkpoint.sha256,
+                            "device": str(device)}
+    print(format_table(report))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    if args.record:
+        evaluations = dict(checkpoint.card.get("evaluations", {}))
+        key = f"{Path(args.data).stem}/{args.halting}/k{args.attempts}"
+        evaluations[key] = {"overall": report["overall"], "buckets": report["buckets"],
+                            "settings": report["settings"]}
+        update_card(args.checkpoint, evaluations=evaluations)
+    return {"overall": report["overall"], "speed": report["speed"]}
+
+
+def run_import(args: argparse.Namespace) -> dict[str, Any]:
+    """Official weights (safetensors, or a torch file read with weights_only) -> our format."""
+    official_config = json.loads(args.config.read_text())
+    official_config = official_config.get("official_config", official_config)
+    config = ModelConfig.from_official(official_config)
+    if args.weights.suffix == ".safetensors":
+        from safetensors.torch import load_file
+        state = load_file(str(args.weights))
+    else:
+        state = torch.load(args.weights, map_location="cpu", weights_only=True)
+    state = {k: v for k, v in state.items() if not k.startswith("test.")}
+    model = load_official(state, config)
+    card = {"name": args.name, "task": args.task, "step": None,
+            "data": {"imported_from": str(args.weights)}}
+    stem = save_checkpoint(args.out, model, card)
+    return {"checkpoint": str(stem), "parameters": sum(p.numel() for p in model.parameters())}
+
+
+def run_serve(args: argparse.Namespace) -> None:
+    from app.__main__ import main as serve_main  # the service is an optional extra
+
+    serve_main(args.args)

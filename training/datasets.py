@@ -1,0 +1,88 @@
+"""Dataset building: generate puzzles, drop every puzzle whose canonical form (its class under
+the task's symmetries) was already seen, and cut train / val / test splits that no symmetry can
+connect. Training augments with those same symmetries, so plain de-duplication would not be
+enough for an honest held-out score.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from trm_core.tasks import get_task
+from trm_core.tasks.sudoku_generate import generate, read_csv, write_csv
+
+log = logging.getLogger(__name__)
+SPLITS = ("test", "val", "train")  # filled in this order: held-out sets first
+
+
+def canonical_key(puzzle: str) -> bytes:
+    task = get_task("sudoku")
+    return task.canonical_form(task.parse(puzzle))[0]
+
+
+def canonical_keys(puzzles: list[str], workers: int | None = None) -> list[bytes]:
+    """Canonical keys of many puzzles, on all cores."""
+    workers = max(1, min(workers or os.cpu_count() or 1, len(puzzles) or 1))
+    if workers == 1:
+        return [canonical_key(p) for p in puzzles]
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(canonical_key, puzzles, chunksize=max(1, len(puzzles) // 64)))
+
+
+def _excluded_keys(paths: list[Path], workers: int | None) -> set[bytes]:
+    puzzles = [record.puzzle for path in paths for record in read_csv(path)]
+    return set(canonical_keys(puzzles, workers))
+
+
+def build_splits(task_name: str, out: Path, difficulty: str, counts: dict[str, int],
+                 exclude: list[Path], seed: int, workers: int | None = None) -> dict[str, Any]:
+    """Write `<out>/{train,val,test}.csv` (splits with a count of 0 are skipped) and
+    `<out>/manifest.json`. Puzzles are unique up to symmetry across all splits and disjoint
+    from every puzzle in the `exclude` files."""
+    if task_name != "sudoku":
+        raise ValueError(f"no generator for task {task_name!r}")
+    started = time.perf_counter()
+    seen = _excluded_keys(exclude, workers)
+    wanted = sum(counts.values())
+    rows: list[tuple[str, str, int]] = []
+    batch_seed = seed
+    while len(rows) < wanted:
+        fresh = generate(int((wanted - len(rows)) * 1.05) + 8, difficulty, batch_seed, workers)
+        keys = canonical_keys([r[0] for r in fresh], workers)
+        for row, key in zip(fresh, keys, strict=True):
+            if key not in seen and len(rows) < wanted:
+                seen.add(key)
+                rows.append(row)
+        batch_seed += 1_000_003  # a new, non-overlapping seed stream for top-ups
+    out.mkdir(parents=True, exist_ok=True)
+    written = _write_splits(out, rows, counts)
+    manifest = {"task": task_name, "difficulty": difficulty, "seed": seed, "splits": written,
+                "excluded": [str(p) for p in exclude],
+                "disjoint_under": "digit relabelling, transpose, band/stack and row/column swaps",
+                "seconds": round(time.perf_counter() - started, 1)}
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest
+
+
+def _write_splits(out: Path, rows: list[tuple[str, str, int]],
+                  counts: dict[str, int]) -> dict[str, int]:
+    written, start = {}, 0
+    for split in SPLITS:
+        count = counts.get(split, 0)
+        if count:
+            written[split] = write_csv(out / f"{split}.csv", rows[start:start + count])
+            start += count
+    return written
+
+
+def splits_disjoint(paths: list[Path], workers: int | None = None) -> bool:
+    """True when no puzzle in one file is a symmetric image of a puzzle in another."""
+    keys_per_file = [set(canonical_keys([r.puzzle for r in read_csv(p)], workers)) for p in paths]
+    total = sum(len(keys) for keys in keys_per_file)
+    return len(set().union(*keys_per_file)) == total

@@ -1,0 +1,92 @@
+"""Evaluation: exact accuracy (whole grid right), cell accuracy on the blanks, verified rate and
+mean supervision steps, overall and by difficulty bucket.
+
+It runs puzzles through the same `Engine` the service uses, so a number measured here is what a
+client of the service gets with the same halting and attempts settings.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import torch
+
+from trm_core.data import PuzzleSet
+from trm_core.engine import Engine, Halting, JobResult
+from trm_core.model import TRM
+from trm_core.tasks.base import Task
+
+
+def evaluate(model: TRM, task: Task, data: PuzzleSet, *, max_steps: int | None = None,
+             halting: Halting = "never", attempts: int = 1, batch_size: int = 256,
+             autocast_dtype: torch.dtype | None = None, seed: int = 0) -> dict[str, Any]:
+    """Solve every puzzle of `data` and score the answers against its solutions."""
+    steps = max_steps or model.config.max_supervision_steps
+    slots = max(batch_size, attempts)
+    engine = Engine(model, task, slots=slots, max_queue=len(data) + slots,
+                    autocast_dtype=autocast_dtype, seed=seed)
+    was_training = model.training
+    model.eval()
+    start = time.perf_counter()
+    results = engine.solve_batch(list(data.puzzles), max_steps=steps, halting=halting,
+                                 attempts=attempts)
+    elapsed = time.perf_counter() - start
+    model.train(was_training)
+    report = score(results, data)
+    report["settings"] = {"max_steps": steps, "halting": halting, "attempts": attempts,
+                          "puzzles": len(data), "data": data.provenance}
+    report["speed"] = {"seconds": round(elapsed, 3),
+                       "puzzles_per_s": round(len(data) / max(elapsed, 1e-9), 2)}
+    return report
+
+
+def score(results: list[JobResult], data: PuzzleSet) -> dict[str, Any]:
+    """Per-bucket and overall metrics for engine results aligned with `data` rows."""
+    blank = data.puzzles == 0  # (N, seq_len)
+    answers = np.stack([_answer(r, data.puzzles.shape[1]) for r in results])
+    right = answers == data.solutions  # (N, seq_len)
+    rows = {
+        "exact": right.all(axis=1),
+        "cell": (right & blank).sum(1) / np.maximum(blank.sum(1), 1),
+        "verified": np.array([r.valid for r in results]),
+        "steps": np.array([r.steps_used for r in results], dtype=np.float64),
+    }
+    report: dict[str, Any] = {"overall": _summary(rows, np.ones(len(results), dtype=bool))}
+    report["buckets"] = {str(b): _summary(rows, data.buckets == b)
+                         for b in sorted(set(data.buckets.tolist()))}
+    return report
+
+
+def _answer(result: JobResult, seq_len: int) -> np.ndarray:
+    if result.answer is None:
+        return np.zeros(seq_len, dtype=np.int8)
+    return result.answer
+
+
+def _summary(rows: dict[str, np.ndarray], mask: np.ndarray) -> dict[str, float]:
+    count = int(mask.sum())
+    if count == 0:
+        return {"puzzles": 0}
+    return {
+        "puzzles": count,
+        "exact_accuracy": round(float(rows["exact"][mask].mean()), 4),
+        "cell_accuracy": round(float(rows["cell"][mask].mean()), 4),
+        "verified": round(float(rows["verified"][mask].mean()), 4),
+        "mean_steps": round(float(rows["steps"][mask].mean()), 2),
+    }
+
+
+def format_table(report: dict[str, Any]) -> str:
+    """The report as an aligned text table, one line per bucket then the total."""
+    header = f"{'bucket':<12}{'puzzles':>8}{'exact':>9}{'cells':>9}{'verified':>10}{'steps':>8}"
+    lines = [header, "-" * len(header)]
+    entries = [*report["buckets"].items(), ("all", report["overall"])]
+    for name, row in entries:
+        if not row.get("puzzles"):
+            continue
+        lines.append(f"{name:<12}{row['puzzles']:>8}{row['exact_accuracy']:>9.2%}"
+                     f"{row['cell_accuracy']:>9.2%}{row['verified']:>10.2%}"
+                     f"{row['mean_steps']:>8.2f}")
+    return "\n".join(lines)

@@ -1,0 +1,96 @@
+"""The task interface: everything the model, trainer, engine and service need to know about a
+grid puzzle, and nothing about how they work.
+
+A task works in two spaces:
+- cells: the puzzle's natural values as a flat int8 array of length `seq_len` (Sudoku: 0 = blank,
+  1..9 = digits), what users send and receive;
+- tokens: the model's vocabulary as a flat int64 array of length `seq_len` (Sudoku: value + 1).
+
+Adding a task is adding one module that subclasses `Task` and registers itself in
+`trm_core.tasks.TASKS`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+@dataclass
+class PuzzleError(ValueError):
+    """A puzzle a user sent is malformed; `message` names the problem, `loc` where it is."""
+
+    message: str
+    loc: tuple[str | int, ...] = ("puzzle",)
+    cells: list[tuple[int, int]] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class Symmetry(ABC):
+    """An invertible transform of a task's cells; `apply` then `invert` is the identity."""
+
+    @abstractmethod
+    def apply(self, cells: np.ndarray) -> np.ndarray:
+        """Transform cells, shape (..., seq_len) in the cell space."""
+
+    @abstractmethod
+    def invert(self, cells: np.ndarray) -> np.ndarray:
+        """Undo `apply`, shape (..., seq_len) in the cell space."""
+
+
+class Task(ABC):
+    """A grid puzzle family: parsing, encoding, rules, symmetries, rendering."""
+
+    name: str
+    seq_len: int
+    vocab_size: int
+    grid_shape: tuple[int, int]
+
+    @abstractmethod
+    def parse(self, raw: Any) -> np.ndarray:
+        """A user's puzzle (string or nested list) as cells (seq_len,) int8; raises PuzzleError."""
+
+    @abstractmethod
+    def to_tokens(self, cells: np.ndarray) -> np.ndarray:
+        """Cells (..., seq_len) to model tokens (..., seq_len) int64."""
+
+    @abstractmethod
+    def from_tokens(self, tokens: np.ndarray) -> np.ndarray:
+        """Predicted tokens (..., seq_len) back to cells; tokens with no cell meaning become 0."""
+
+    @abstractmethod
+    def verify(self, puzzle: np.ndarray, answer: np.ndarray) -> bool:
+        """True when `answer` (cells) is a correct, complete solution of `puzzle` (cells)."""
+
+    @abstractmethod
+    def format(self, cells: np.ndarray) -> str:
+        """Cells as the task's compact one-line string (Sudoku: 81 characters, '.' for blank)."""
+
+    @abstractmethod
+    def render(self, cells: np.ndarray) -> str:
+        """Cells as multi-line text a person or an LLM can read."""
+
+    def to_grid(self, cells: np.ndarray) -> list[list[int]]:
+        """Cells as a row-major nested list."""
+        return np.asarray(cells).reshape(self.grid_shape).tolist()
+
+    @abstractmethod
+    def random_symmetry(self, rng: np.random.Generator) -> Symmetry:
+        """A uniformly drawn element of the task's symmetry group."""
+
+    @abstractmethod
+    def canonical_form(self, cells: np.ndarray) -> tuple[bytes, Symmetry]:
+        """A key equal for exactly the puzzles equivalent under symmetry, and the symmetry that
+        maps `cells` onto the canonical representative."""
+
+    @abstractmethod
+    def augment_tokens(
+        self, inputs: np.ndarray, labels: np.ndarray, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Training augmentation of a token batch (B, seq_len): one random symmetry per row,
+        applied identically to input and label."""
