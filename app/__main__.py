@@ -1,0 +1,53 @@
+"""`python -m app [--host H] [--port P] [--checkpoints DIR] …`: serve the API with uvicorn.
+
+Command-line flags override the matching `TRM_*` settings. Exactly one uvicorn worker runs: the
+engines batch puzzles inside one process, and more workers would split the batches. `main(argv)`
+is also what a `trm serve` command calls.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from app.main import create_app
+from app.server import build_server
+from app.settings import Settings
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m app", description="Serve Tiny Recursive Models over HTTP.",
+        epilog="Every option also reads its TRM_* environment variable, e.g. TRM_PORT.")
+    parser.add_argument("--host", help="interface to bind (TRM_HOST, default 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="port to bind (TRM_PORT, default 8000)")
+    parser.add_argument("--checkpoints", type=Path, dest="checkpoint_dir",
+                        help="directory searched for checkpoints (TRM_CHECKPOINT_DIR)")
+    parser.add_argument("--device", help="auto, cpu, cuda, cuda:1 … (TRM_DEVICE)")
+    parser.add_argument("--max-batch-size", type=int, help="engine slots (TRM_MAX_BATCH_SIZE)")
+    parser.add_argument("--max-queue-size", type=int, help="queued jobs (TRM_MAX_QUEUE_SIZE)")
+    parser.add_argument("--shutdown-timeout", type=float, dest="shutdown_timeout_s",
+                        help="drain time on shutdown, seconds (TRM_SHUTDOWN_TIMEOUT_S)")
+    parser.add_argument("--log-level", help="debug, info, warning … (TRM_LOG_LEVEL)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse flags, build the settings and serve until SIGINT/SIGTERM (then drain)."""
+    args = build_parser().parse_args(argv)
+    overrides: dict[str, Any] = {k: v for k, v in vars(args).items() if v is not None}
+    settings = Settings(**overrides)
+    logging.basicConfig(level=settings.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app = create_app(settings)
+    server = build_server(app, settings, settings.host, settings.port)
+    server.run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

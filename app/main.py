@@ -1,0 +1,82 @@
+"""`create_app(settings)`: the FastAPI application, its middleware, routes and lifespan.
+
+The lifespan starts loading and warming models in the background (so `/livez` answers and
+`/readyz` says 503 meanwhile), sweeps expired jobs, and on shutdown drains: no new solves, in-flight
+jobs get `TRM_SHUTDOWN_TIMEOUT_S` to finish, the rest fail with reason "shutdown", workers stop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
+
+from fastapi import FastAPI
+from starlette.middleware import Middleware
+
+import trm_core
+from app.auth import ApiKeyMiddleware
+from app.jobs import JobStore
+from app.metrics import Metrics
+from app.middleware import BodyGuardMiddleware, RequestContextMiddleware
+from app.problems import install_problem_handlers
+from app.registry import ModelRegistry
+from app.routes import health, jobs, models, solve
+from app.service import SolveService
+from app.settings import Settings
+
+log = logging.getLogger(__name__)
+DESCRIPTION = """Tiny Recursive Models solving grid puzzles over HTTP.
+
+Solve synchronously, stream every supervision step as server-sent events, or run a job and follow
+its resumable event stream. Errors are RFC 9457 `application/problem+json`.
+"""
+
+
+def _lifespan(service: SolveService) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """Start-up in the background, job expiry while serving, drain on the way out."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        startup = asyncio.create_task(service.start(), name="trm-startup")
+        sweep_every = max(1.0, min(60.0, service.settings.job_ttl_s / 4))
+        sweeper = asyncio.create_task(service.store.sweep_forever(sweep_every),
+                                      name="trm-job-sweeper")
+        try:
+            yield
+        finally:
+            await service.drain()
+            for task in (sweeper, startup):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    return lifespan
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """A fresh application with its own models, job store and metrics registry."""
+    settings = settings or Settings()
+    metrics = Metrics()
+    registry = ModelRegistry(settings, metrics)
+    service = SolveService(settings, registry, JobStore(settings.job_ttl_s), metrics)
+    keys = [key.get_secret_value() for key in settings.api_keys]
+    middleware = [
+        # Outermost first: the id exists before auth or size checks can answer.
+        Middleware(RequestContextMiddleware),
+        Middleware(ApiKeyMiddleware, keys=keys, problem_base_uri=settings.problem_base_uri),
+        Middleware(BodyGuardMiddleware, max_bytes=settings.max_body_bytes,
+                   problem_base_uri=settings.problem_base_uri),
+    ]
+    app = FastAPI(title="trm-serve", version=trm_core.__version__, description=DESCRIPTION,
+                  lifespan=_lifespan(service), middleware=middleware)
+    app.state.settings = settings
+    app.state.service = service
+    install_problem_handlers(app, settings.problem_base_uri)
+    for module in (solve, jobs, models, health):
+        app.include_router(module.router)
+    if keys:
+        log.info("API keys required (%d configured)", len(keys))
+    return app

@@ -1,0 +1,143 @@
+"""Translation between the API and the engine, as pure functions.
+
+Inbound: a request's options checked against the chosen model (`check_options`) and a task's
+`PuzzleError` as a 422 (`puzzle_error`). Outbound: step event data, the solve result and problems
+for jobs that ended without an answer, built from the engine's `StepUpdate` / `JobResult` and the
+task's formatting, so the same bytes go to a sync response, a `solve.completed` event and a job's
+`result`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from app.errors import ApiError, internal, invalid, timeout, unavailable
+from app.jobs import JobRecord
+from app.schemas import SolveRequest
+from trm_core.engine import JobResult, StepUpdate
+from trm_core.tasks.base import PuzzleError, Task
+
+SHUTDOWN_REASON = "shutdown"
+
+
+def _r(value: float, digits: int = 4) -> float:
+    return round(float(value), digits)
+
+
+# ---------------------------------------------------------------------------------- inbound
+
+
+def check_options(request: SolveRequest, model_id: str, model_max_steps: int,
+                  max_attempts: int) -> tuple[int, int]:
+    """`max_steps` and `attempts` within the model's limits, defaults filled in; a 422 naming
+    the allowed range otherwise."""
+    max_steps = model_max_steps if request.max_steps is None else request.max_steps
+    if not 1 <= max_steps <= model_max_steps:
+        raise invalid(f"max_steps must be between 1 and {model_max_steps} for {model_id}, "
+                      f"got {max_steps}", ["max_steps"], allowed=[1, model_max_steps])
+    attempts = 1 if request.attempts is None else request.attempts
+    if not 1 <= attempts <= max_attempts:
+        raise invalid(f"attempts must be between 1 and {max_attempts}, got {attempts}",
+                      ["attempts"], allowed=[1, max_attempts])
+    return max_steps, attempts
+
+
+def puzzle_error(exc: PuzzleError, request: SolveRequest) -> ApiError:
+    """A 422 whose error entry points at the offending field and, when known, the cells
+    (0-based [row, column] pairs)."""
+    loc = list(exc.loc)
+    if loc and loc[0] == "puzzle" and request.puzzle is None:
+        loc[0] = "grid"  # the task names the string field; the client sent a grid
+    entry: dict[str, Any] = {"loc": ["body", *loc], "msg": exc.message}
+    if exc.cells:
+        entry["cells"] = [[int(r), int(c)] for r, c in exc.cells]
+    return ApiError(422, "invalid-puzzle", exc.message, errors=[entry])
+
+
+# --------------------------------------------------------------------------------- outbound
+
+
+def step_data(task: Task, update: StepUpdate) -> dict[str, Any]:
+    """Data of a `solve.step` event (without `type` / `sequence_number`, which the log adds)."""
+    return {
+        "step": update.step,
+        "max_steps": update.max_steps,
+        "grid": task.format(update.answer),
+        "changed": update.changed,
+        "changed_cells": [int(i) for i in update.changed_cells],
+        "confidence": _r(update.confidence),
+        # Three decimals are plenty to shade cells and keep an 81-cell event near 1 kB.
+        "cell_confidence": np.round(np.asarray(update.cell_confidence, dtype=np.float64),
+                                    3).tolist(),
+        "q_halt": _r(update.q_halt),
+        "valid": bool(update.valid),
+        "attempt": update.attempt,
+        "elapsed_ms": _r(update.elapsed_ms, 2),
+    }
+
+
+def trajectory_entry(task: Task, update: StepUpdate) -> dict[str, Any]:
+    """One element of a result's `trajectory` (the compact per-step record)."""
+    return {
+        "step": update.step,
+        "grid": task.format(update.answer),
+        "confidence": _r(update.confidence),
+        "changed": update.changed,
+        "q_halt": _r(update.q_halt),
+        "valid": bool(update.valid),
+    }
+
+
+def accepted_data(record: JobRecord, queue_position: int) -> dict[str, Any]:
+    return {"id": record.id, "task": record.task, "model": record.model,
+            "queue_position": queue_position, "max_steps": record.max_steps}
+
+
+def cancelled_data(record: JobRecord, reason: str) -> dict[str, Any]:
+    return {"id": record.id, "status": "cancelled", "reason": reason}
+
+
+def result_body(record: JobRecord, task: Task, result: JobResult) -> dict[str, Any]:
+    """The §7.1 solve result for a solved or unsolved job."""
+    if result.answer is None:
+        raise ValueError(f"engine reported {result.status} for {record.id} without an answer")
+    body: dict[str, Any] = {
+        "id": record.id,
+        "object": "solve.result",
+        "task": record.task,
+        "model": record.model,
+        "status": result.status,
+        "solution": task.format(result.answer),
+        "grid": task.to_grid(result.answer),
+        "valid": bool(result.valid),
+        "steps_used": result.steps_used,
+        "halted_early": bool(result.halted_early),
+        "confidence": _r(result.confidence),
+        "q_halt": _r(result.q_halt),
+        "attempts": result.attempts,
+        "attempt": result.attempt,
+        "cached": False,
+        "timing": {"queue_ms": _r(result.queue_ms, 2), "compute_ms": _r(result.compute_ms, 2),
+                   "total_ms": _r(result.total_ms, 2)},
+    }
+    if record.return_steps:
+        body["trajectory"] = list(record.trajectory)
+    return body
+
+
+def failure_error(result: JobResult, retry_after_s: int) -> tuple[ApiError, str]:
+    """The problem for a job that ended without an answer, and its metrics outcome."""
+    if result.status == "timeout":
+        return timeout(f"the deadline passed after {result.steps_used} of the job's steps "
+                       f"({result.total_ms:.0f} ms)"), "timeout"
+    if result.error == SHUTDOWN_REASON:
+        return shutdown_error(retry_after_s), "rejected"
+    return internal(f"inference failed: {result.error or 'unknown error'}"), "error"
+
+
+def shutdown_error(retry_after_s: int) -> ApiError:
+    """The 503 of a job the service could not finish before it stopped."""
+    return unavailable(SHUTDOWN_REASON, "the service shut down before the job finished",
+                       retry_after_s)

@@ -1,0 +1,208 @@
+"""Request and response bodies of the HTTP API (pydantic), also the source of `/openapi.json`.
+
+Range checks that depend on the chosen checkpoint (`max_steps`, `attempts`) happen in the service,
+which knows the limits and names them in its 422 answers; the schemas check shape and types.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Halting = Literal["auto", "never"]
+EXAMPLE_PUZZLE = (
+    "53..7....6..195....98....6.8...6...34..8.3..17...2...6.6....28....419..5....8..79"
+)
+
+
+class SolveRequest(BaseModel):
+    """One puzzle and how to solve it. Send exactly one of `puzzle` and `grid`."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
+        "examples": [{"puzzle": EXAMPLE_PUZZLE, "max_steps": 16, "halting": "auto"}]})
+
+    puzzle: str | None = Field(None, description="compact string; Sudoku: 81 cells, '.' or '0' "
+                                                 "blank, whitespace and | - + ignored")
+    grid: list[Any] | None = Field(None, description="row-major nested list of cells (0 blank)")
+    model: str | None = Field(None, description="model id 'name@version' or name; default per "
+                                                "task")
+    max_steps: int | None = Field(None, description="1 .. the checkpoint's max supervision steps "
+                                                    "(its default)")
+    halting: Halting | None = Field(None, description="auto: stop when the model halts or the "
+                                                      "answer is valid and stable; never: run "
+                                                      "max_steps")
+    early_stop: bool | None = Field(None, description="alias of halting: true = auto, "
+                                                      "false = never")
+    attempts: int | None = Field(None, description="parallel attempts (test-time search), "
+                                                   "1 .. TRM_MAX_ATTEMPTS")
+    return_steps: bool = Field(False, description="include the per-step trajectory")
+    stream: bool = Field(False, description="answer with server-sent events (as does "
+                                            "Accept: text/event-stream)")
+    timeout_ms: int | None = Field(None, gt=0, description="deadline; may only lower the "
+                                                           "server's")
+
+    @model_validator(mode="after")
+    def _check(self) -> SolveRequest:
+        if (self.puzzle is None) == (self.grid is None):
+            raise ValueError("send exactly one of 'puzzle' or 'grid'")
+        if self.halting is not None and self.early_stop is not None \
+                and (self.halting == "auto") != self.early_stop:
+            raise ValueError("'halting' and 'early_stop' disagree; send one of them")
+        return self
+
+    @property
+    def raw_puzzle(self) -> Any:
+        return self.puzzle if self.puzzle is not None else self.grid
+
+    @property
+    def halting_mode(self) -> Halting:
+        if self.halting is not None:
+            return self.halting
+        if self.early_stop is not None:
+            return "auto" if self.early_stop else "never"
+        return "auto"
+
+
+class JobRequest(SolveRequest):
+    """A solve request for the jobs API, which names its task in the body."""
+
+    task: str = Field(description="task name, e.g. sudoku")
+
+
+class Timing(BaseModel):
+    queue_ms: float
+    compute_ms: float
+    total_ms: float
+
+
+class TrajectoryStep(BaseModel):
+    step: int
+    grid: str
+    confidence: float
+    changed: int
+    q_halt: float
+    valid: bool
+
+
+class SolveResult(BaseModel):
+    """The answer to a solve, also the data of `solve.completed` and a job's `result`."""
+
+    id: str
+    object: Literal["solve.result"] = "solve.result"
+    task: str
+    model: str
+    status: Literal["solved", "unsolved"]
+    solution: str
+    grid: list[list[int]]
+    valid: bool
+    steps_used: int
+    halted_early: bool
+    confidence: float
+    q_halt: float
+    attempts: int
+    attempt: int = Field(description="which attempt produced the answer")
+    cached: bool = False
+    timing: Timing
+    trajectory: list[TrajectoryStep] | None = None
+
+
+class AcceptedEvent(BaseModel):
+    type: Literal["solve.accepted"] = "solve.accepted"
+    sequence_number: int
+    id: str
+    task: str
+    model: str
+    queue_position: int
+    max_steps: int
+
+
+class StepEvent(BaseModel):
+    """Data of one `solve.step` event: what one supervision step did."""
+
+    type: Literal["solve.step"] = "solve.step"
+    sequence_number: int
+    step: int
+    max_steps: int
+    grid: str
+    changed: int
+    changed_cells: list[int] = Field(description="flat indices that changed this step")
+    confidence: float
+    cell_confidence: list[float] = Field(description="per-cell max probability, 3 decimals")
+    q_halt: float
+    valid: bool
+    attempt: int = Field(description="the attempt whose answer this is")
+    elapsed_ms: float
+
+
+class ErrorEntry(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    loc: list[str | int]
+    msg: str
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details (`application/problem+json`)."""
+
+    model_config = ConfigDict(extra="allow")
+    type: str
+    title: str
+    status: int
+    detail: str
+    instance: str
+    request_id: str
+    errors: list[ErrorEntry] | None = None
+    retry_after_s: int | None = None
+
+
+class JobObject(BaseModel):
+    id: str
+    object: Literal["job"] = "job"
+    status: Literal["queued", "running", "succeeded", "failed", "cancelled"]
+    task: str
+    model: str
+    created_at: str
+    finished_at: str | None = None
+    result: SolveResult | None = None
+    error: Problem | None = None
+
+
+class Batching(BaseModel):
+    slots: int
+    max_queue: int
+
+
+class ModelInfo(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    id: str
+    object: Literal["model"] = "model"
+    name: str
+    version: int
+    task: str
+    default: bool
+    checkpoint_sha256: str
+    seq_len: int
+    vocab_size: int
+    max_steps: int
+    device: str
+    parameters: int
+    loaded: bool
+    warmed: bool
+    batching: Batching
+    evaluation: Any | None = None
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelInfo]
+
+
+class Readiness(BaseModel):
+    status: Literal["ready"]
+    checks: dict[str, str]
+
+
+PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": Problem, "content": {"application/problem+json": {}}}
+    for status in (400, 401, 404, 409, 413, 415, 422, 500, 503, 504)
+}

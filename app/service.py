@@ -1,0 +1,349 @@
+"""The solve service: admission, engine callbacks, waiting, cancelling, streaming, readiness and
+drain. Framework-free: routes translate HTTP into these calls and `ApiError`s back into HTTP.
+
+Admission order matters for clients and metrics: unknown task (404), draining or not ready (503),
+unknown model (404), out-of-range options and malformed puzzles (422), then the engine's queue
+(503 when full). Everything is checked before the job exists, so a stream only starts for a job the
+engine accepted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable
+from functools import partial
+from typing import Any, NoReturn
+
+from app import errors, payloads
+from app.errors import ApiError
+from app.jobs import Event, JobRecord, JobState, JobStore, RecordKind
+from app.metrics import Metrics
+from app.registry import ModelEntry, ModelRegistry, UnknownModel
+from app.schemas import SolveRequest
+from app.settings import Settings
+from app.worker import LoopBridge
+from trm_core.engine import Job, JobResult, QueueFull, StepUpdate
+from trm_core.tasks import TASKS
+from trm_core.tasks.base import PuzzleError
+
+log = logging.getLogger(__name__)
+ENDPOINT_OF: dict[RecordKind, str] = {"solve": "solve", "job": "jobs"}
+# A sync wait outlives the engine deadline by this much before the service gives up on the
+# engine itself, so a lost callback can never hang a client forever.
+_WAIT_GRACE_S = 5.0
+
+
+class SolveService:
+    """Owns the models, the job store and the lifecycle; one per app instance."""
+
+    def __init__(self, settings: Settings, registry: ModelRegistry, store: JobStore,
+                 metrics: Metrics) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.store = store
+        self.metrics = metrics
+        self.started = False
+        self.draining = False
+        self.startup_error: str | None = None
+        self._bridge: LoopBridge | None = None
+        self._inflight: dict[str, JobRecord] = {}
+        self._drain_task: asyncio.Task[None] | None = None
+
+    # --------------------------------------------------------------------------- lifecycle
+
+    async def start(self) -> None:
+        """Load, warm up and start the workers, off the event loop so /livez answers meanwhile."""
+        self._bridge = LoopBridge(asyncio.get_running_loop())
+        try:
+            await asyncio.to_thread(self.registry.load)
+            await asyncio.to_thread(self.registry.warmup)
+        except Exception as exc:
+            log.exception("start-up failed")
+            self.startup_error = f"{type(exc).__name__}: {exc}"
+            return
+        if self.draining:
+            return
+        self.registry.start_workers()
+        self.started = True
+        log.info("ready: %s", ", ".join(self.registry.entries) or "no models")
+
+    def readiness(self) -> dict[str, str]:
+        """Each readiness check and "ok" or why it fails."""
+        reg = self.registry
+        if self.startup_error:
+            loaded = f"start-up failed: {self.startup_error}"
+        elif not reg.loaded:
+            loaded = "loading"
+        else:
+            loaded = "ok" if reg.entries else "; ".join(reg.load_errors) or "no models"
+        dead = reg.dead_workers() if self.started else []
+        return {
+            "models_loaded": loaded,
+            "warmed_up": "ok" if reg.warmed else "pending",
+            "workers_alive": ("ok" if self.started and not dead
+                              else f"stopped: {', '.join(dead)}" if dead else "not started"),
+            "not_draining": "draining" if self.draining else "ok",
+        }
+
+    @property
+    def ready(self) -> bool:
+        return all(state == "ok" for state in self.readiness().values())
+
+    def begin_drain(self) -> asyncio.Task[None]:
+        """Stop admitting and start draining (idempotent); the task ends when workers stopped."""
+        if self._drain_task is None:
+            self.draining = True
+            log.info("draining: %d job(s) in flight", len(self._inflight))
+            self._drain_task = asyncio.get_running_loop().create_task(self._drain())
+        return self._drain_task
+
+    async def drain(self) -> None:
+        await self.begin_drain()
+
+    async def _drain(self) -> None:
+        """Let in-flight jobs finish within the shutdown timeout, fail the rest, stop workers.
+
+        `Engine.drain` ticks on its caller's thread and an engine has one owner thread at a
+        time, so each worker thread stops first and a pool thread takes over its engine."""
+        entries = list(self.registry.entries.values()) if self.started else []
+        await asyncio.to_thread(self.registry.stop_workers, 10.0)
+        await asyncio.gather(*(asyncio.to_thread(self._drain_engine, e) for e in entries))
+        await asyncio.sleep(0)  # deliver the callbacks the engines scheduled while draining
+        for record in list(self._inflight.values()):
+            self._fail(record, payloads.shutdown_error(self.settings.retry_after_s), "rejected")
+        log.info("drained")
+
+    def _drain_engine(self, entry: ModelEntry) -> None:
+        """Pool thread: finish what fits in the shutdown timeout, then fail the rest."""
+        timeout_s = self.settings.shutdown_timeout_s
+        if not entry.engine.drain(timeout_s):
+            log.warning("%s did not drain within %.1f s; failing its jobs", entry.id, timeout_s)
+            entry.engine.fail_all(payloads.SHUTDOWN_REASON)
+
+    # --------------------------------------------------------------------------- admission
+
+    def admit(self, task_name: str, request: SolveRequest, *, kind: RecordKind,
+              request_id: str, keep_events: bool) -> JobRecord:
+        """Validate, parse and submit one puzzle; raises `ApiError` for every refusal."""
+        task = TASKS.get(task_name)
+        if task is None:
+            raise errors.not_found("task", f"unknown task {task_name!r}; known tasks: "
+                                   f"{', '.join(sorted(TASKS))}", known=sorted(TASKS))
+        endpoint = ENDPOINT_OF[kind]
+        if self.draining or not self.started:
+            self._reject(task_name, request.model, endpoint,
+                         "draining" if self.draining else "not_ready")
+        entry = self._resolve(task_name, request.model)
+        if not entry.worker.alive:
+            self._reject(task_name, request.model, endpoint, "not_ready")
+        try:
+            max_steps, attempts = payloads.check_options(
+                request, entry.id, entry.max_steps, min(self.settings.max_attempts, entry.slots))
+            cells = entry.task.parse(request.raw_puzzle)
+        except ApiError:
+            entry.metrics.finished(endpoint, "invalid")
+            raise
+        except PuzzleError as exc:
+            entry.metrics.finished(endpoint, "invalid")
+            raise payloads.puzzle_error(exc, request) from None
+        record = self.store.create(kind, task_name, entry.id, max_steps, request_id,
+                                   keep_events=keep_events, return_steps=request.return_steps)
+        self._submit(entry, record, request, cells, attempts)
+        return record
+
+    def _resolve(self, task: str, ref: str | None) -> ModelEntry:
+        try:
+            return self.registry.resolve(task, ref)
+        except UnknownModel as exc:
+            if not exc.available and ref is None:
+                raise errors.not_found("model", f"no model is loaded for task {task!r}",
+                                       available=[]) from None
+            raise errors.not_found(
+                "model", f"unknown model {exc.ref!r} for task {task!r}; available: "
+                f"{', '.join(exc.available) or 'none'}", available=exc.available) from None
+
+    def _reject(self, task: str, ref: str | None, endpoint: str, reason: str) -> NoReturn:
+        """Count and raise a 503 admission refusal."""
+        self.metrics.rejected(task, reason)
+        with contextlib.suppress(UnknownModel):
+            self.registry.resolve(task, ref).metrics.finished(endpoint, "rejected")
+        detail = {"draining": "the service is shutting down",
+                  "not_ready": "the service is not ready yet",
+                  "queue_full": "the queue is full"}[reason]
+        raise errors.unavailable(reason, f"{detail}; retry later", self.settings.retry_after_s)
+
+    def _deadline(self, kind: RecordKind, timeout_ms: int | None) -> float:
+        """The engine deadline; a client's `timeout_ms` may only shorten the server's."""
+        limit = self.settings.request_timeout_s if kind == "solve" else self.settings.job_timeout_s
+        seconds = limit if timeout_ms is None else min(limit, timeout_ms / 1000)
+        return time.monotonic() + seconds
+
+    def _submit(self, entry: ModelEntry, record: JobRecord, request: SolveRequest,
+                cells: Any, attempts: int) -> None:
+        assert self._bridge is not None, "submit before start"
+        on_step = partial(self._on_step, record, entry)
+        # A plain sync solve only needs its first step (time to first step); streams, jobs and
+        # trajectories need every one.
+        wants_all = record.keep_events or record.return_steps
+        job = Job(puzzle=cells, max_steps=record.max_steps, halting=request.halting_mode,
+                  attempts=attempts, deadline=self._deadline(record.kind, request.timeout_ms),
+                  on_step=(self._bridge.wrap if wants_all else self._bridge.wrap_first)(on_step),
+                  on_done=self._bridge.wrap(partial(self._on_done, record, entry)),
+                  id=record.id)
+        endpoint = ENDPOINT_OF[record.kind]
+        try:
+            entry.engine.submit(job)
+        except QueueFull:
+            self.store.forget(record)
+            self._reject(record.task, record.model, endpoint, "queue_full")
+        except ValueError as exc:
+            self.store.forget(record)
+            entry.metrics.finished(endpoint, "invalid")
+            raise errors.invalid(str(exc), []) from None
+        self._inflight[record.id] = record
+        self.store.publish(record, "solve.accepted",
+                           payloads.accepted_data(record, entry.engine.queue_depth))
+
+    # ---------------------------------------------------------------- engine callbacks (loop)
+
+    def _on_step(self, record: JobRecord, entry: ModelEntry, update: StepUpdate) -> None:
+        """One supervision step of a job; step events are only built when someone can read
+        them (streams, jobs), which keeps plain sync solves cheap."""
+        if record.terminal:
+            return
+        if record.first_step_mono is None:
+            record.first_step_mono = time.monotonic()
+            record.status = "running"
+            entry.metrics.first_step(update.elapsed_ms / 1000)
+        if record.return_steps:
+            record.trajectory.append(payloads.trajectory_entry(entry.task, update))
+        if record.keep_events or record.subscribers:
+            self.store.publish(record, "solve.step", payloads.step_data(entry.task, update),
+                               event_id=update.step)
+
+    def _on_done(self, record: JobRecord, entry: ModelEntry, result: JobResult) -> None:
+        """The engine's final word; ignored when the service already ended the record (a
+        cancel it reported to the client before the engine got to it)."""
+        if record.terminal:
+            self._inflight.pop(record.id, None)
+            return
+        if result.status == "cancelled" and result.error != payloads.SHUTDOWN_REASON:
+            self._cancelled(record, result.error or "cancelled")
+            return
+        if result.status in ("solved", "unsolved"):
+            try:
+                body = payloads.result_body(record, entry.task, result)
+            except Exception:
+                log.exception("could not format the result of %s", record.id)
+                self._fail(record, errors.internal(), "error")
+                return
+            self._finish(record, "succeeded", result.status, "solve.completed", body,
+                         result=body, queue_s=result.queue_ms / 1000, steps=result.steps_used)
+            return
+        error, outcome = payloads.failure_error(result, self.settings.retry_after_s)
+        if outcome == "error":
+            log.error("job %s (request %s) failed: %s", record.id, record.request_id,
+                      result.error)
+        self._fail(record, error, outcome, steps=result.steps_used)
+
+    def _finish(self, record: JobRecord, state: JobState, outcome: str, name: str,
+                data: dict[str, Any], *, result: dict[str, Any] | None = None,
+                error: dict[str, Any] | None = None, queue_s: float | None = None,
+                steps: int | None = None) -> None:
+        """The single place a record ends: state, terminal event, metrics."""
+        self._inflight.pop(record.id, None)
+        if not self.store.finish(record, state, outcome, name, data, result=result, error=error):
+            return
+        entry = self.registry.entries.get(record.model)
+        if entry is not None:
+            entry.metrics.finished(ENDPOINT_OF[record.kind], outcome,
+                                   time.monotonic() - record.started, queue_s, steps)
+
+    def _fail(self, record: JobRecord, error: ApiError, outcome: str,
+              steps: int | None = None) -> None:
+        body = error.to_problem(record.request_id, self.settings.problem_base_uri)
+        self._finish(record, "failed", outcome, "solve.failed", body, error=body, steps=steps)
+
+    def _cancelled(self, record: JobRecord, reason: str) -> None:
+        self._finish(record, "cancelled", "cancelled", "solve.cancelled",
+                     payloads.cancelled_data(record, reason))
+
+    # ------------------------------------------------------------------- waiting and jobs
+
+    async def wait(self, record: JobRecord, client_gone: Awaitable[None]) -> dict[str, Any]:
+        """The result of a sync solve; raises its problem, or a 499 when the client left."""
+        done = asyncio.ensure_future(record.done.wait())
+        gone = asyncio.ensure_future(client_gone)
+        budget = self.settings.request_timeout_s + _WAIT_GRACE_S
+        try:
+            await asyncio.wait({done, gone}, timeout=budget,
+                               return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            gone.cancel()
+            done.cancel()
+        if not record.terminal:
+            if gone.done() and not gone.cancelled():
+                self.cancel(record, "client disconnected")
+                raise errors.client_gone()
+            log.error("no answer from the engine for %s within %.0f s", record.id, budget)
+            self.cancel(record, "no answer from the engine")
+            raise errors.timeout("no answer from the engine in time")
+        if record.result is not None:
+            return record.result
+        if record.error is not None:
+            raise ApiError.from_problem(record.error)
+        raise errors.client_gone()
+
+    def cancel(self, record: JobRecord, reason: str) -> bool:
+        """Cancel a running job now (its slot frees at the engine's next step); False when it
+        already finished."""
+        if record.terminal:
+            return False
+        entry = self.registry.entries.get(record.model)
+        if entry is not None and not entry.engine.cancel(record.id):
+            return False  # the engine finished it; its result is on its way to the loop
+        self._cancelled(record, reason)
+        return True
+
+    def job(self, job_id: str) -> JobRecord:
+        record = self.store.get(job_id)
+        if record is None:
+            raise errors.not_found("job", f"unknown job {job_id!r} (finished jobs are kept "
+                                   f"{self.settings.job_ttl_s:.0f} s)")
+        return record
+
+    def cancel_job(self, job_id: str) -> None:
+        record = self.job(job_id)
+        if not self.cancel(record, "cancelled by the client"):
+            raise errors.conflict(f"job {job_id} already finished ({record.status})")
+
+    async def events(self, record: JobRecord, after: int, *, cancel_on_close: bool
+                     ) -> AsyncIterator[Event | None]:
+        """The job's events after id `after`, then live ones until the terminal event; None
+        marks a keep-alive. Closing early cancels the job when `cancel_on_close`."""
+        endpoint = ENDPOINT_OF[record.kind]
+        replay, queue = self.store.subscribe(record, after)
+        self.metrics.stream_opened(endpoint)
+        try:
+            for event in replay:
+                yield event
+            while queue is not None:
+                try:
+                    async with asyncio.timeout(self.settings.sse_ping_s):
+                        live = await queue.get()
+                except TimeoutError:
+                    yield None
+                    continue
+                if live is None:
+                    return
+                yield live
+        finally:
+            # Synchronous on purpose: this runs inside a cancelled task on disconnect.
+            self.store.unsubscribe(record, queue)
+            self.metrics.stream_closed(endpoint)
+            if cancel_on_close and not record.terminal:
+                self.cancel(record, "client disconnected")
+

@@ -1,0 +1,95 @@
+"""Service configuration: the one `Settings` object, read from `TRM_*` environment variables.
+
+Nothing else in the service reads the environment; every component receives the values it needs
+from a `Settings` instance, so tests build their own without touching `os.environ`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+# Slots per engine when TRM_MAX_BATCH_SIZE is unset: a 7M-parameter model on a GPU steps 256
+# Sudokus about as fast as 16, while a CPU pays for every row.
+DEFAULT_SLOTS = {"cuda": 256, "cpu": 16}
+
+
+def _split_commas(value: Any) -> Any:
+    """Accept `a,b,c` from the environment as well as a real list from Python callers."""
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """Every knob of the HTTP service. Environment names are the field names upper-cased with the
+    `TRM_` prefix, e.g. `TRM_CHECKPOINT_DIR`."""
+
+    model_config = SettingsConfigDict(env_prefix="TRM_", extra="ignore", frozen=True)
+
+    # Models
+    checkpoint_dir: Path = Path("checkpoints")
+    default_models: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="model ids or names that become their task's default, comma-separated")
+    device: str = Field(
+        default="auto", description="auto (cuda when available, else cpu), cpu, cuda:0 ...")
+    autocast: Literal["off", "bfloat16", "float16"] = "off"
+    warmup: bool = True
+    seed: int = 0
+    torch_threads: int | None = Field(
+        default=None, ge=1, description="torch intra-op threads; unset keeps torch's default")
+
+    # Batching and admission
+    max_batch_size: int | None = Field(
+        default=None, ge=1, description="engine slots; default 256 on cuda, 16 on cpu")
+    max_queue_size: int | None = Field(
+        default=None, ge=1, description="queued jobs per engine; default 4 x slots")
+    max_attempts: int = Field(default=8, ge=1)
+    request_timeout_s: float = Field(default=30.0, gt=0)
+    job_timeout_s: float = Field(
+        default=300.0, gt=0, description="deadline of jobs made by POST /v1/jobs")
+    retry_after_s: int = Field(
+        default=2, ge=1, description="Retry-After sent with 503 answers")
+
+    # Jobs and streams
+    job_ttl_s: float = Field(
+        default=600.0, gt=0, description="how long finished jobs stay readable")
+    sse_ping_s: float = Field(default=15.0, gt=0)
+    sse_retry_ms: int = Field(default=2000, ge=0)
+
+    # HTTP
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    max_body_bytes: int = Field(default=65536, ge=1)
+    api_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+    problem_base_uri: str = "/problems/"
+    shutdown_timeout_s: float = Field(default=30.0, ge=0)
+    log_level: str = "info"
+
+    @field_validator("default_models", "api_keys", mode="before")
+    @classmethod
+    def _comma_lists(cls, value: Any) -> Any:
+        return _split_commas(value)
+
+    def resolved_device(self, cuda_available: bool) -> str:
+        """The torch device the engines run on."""
+        if self.device == "auto":
+            return "cuda" if cuda_available else "cpu"
+        return self.device
+
+    def slots_for(self, device: str) -> int:
+        if self.max_batch_size is not None:
+            return self.max_batch_size
+        return DEFAULT_SLOTS["cuda" if device.startswith("cuda") else "cpu"]
+
+    def queue_for(self, slots: int) -> int:
+        return self.max_queue_size if self.max_queue_size is not None else 4 * slots
+
+    @property
+    def graceful_shutdown_s(self) -> float:
+        """What uvicorn waits for open connections: the drain plus time for the last events."""
+        return self.shutdown_timeout_s + 5.0

@@ -1,0 +1,96 @@
+"""Fixtures for the HTTP service tests: a tiny seeded Sudoku checkpoint, settings pointing at it,
+a real uvicorn server on a loopback port, an engine-speed control, and SSE / metrics parsers.
+
+The model is untrained, so answers are mostly "unsolved"; tests check shapes, sequences and
+statuses, not correctness.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import torch
+from http_helpers import MAX_STEPS, TickControl
+
+from app.metrics import ModelMetrics
+from app.server import RunningServer, serve_in_thread
+from app.settings import Settings
+from trm_core.checkpoint import save_checkpoint
+from trm_core.config import ModelConfig
+from trm_core.engine import TickStats
+from trm_core.model import TRM
+
+
+@pytest.fixture(scope="session")
+def checkpoint_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("checkpoints")
+    torch.manual_seed(0)
+    model = TRM(ModelConfig(hidden_size=32, num_heads=4, recursions=2, latent_updates=2,
+                            max_supervision_steps=MAX_STEPS))
+    save_checkpoint(root / "sudoku" / "tiny", model, {"name": "trm-sudoku-tiny",
+                                                      "task": "sudoku"})
+    return root
+
+
+@pytest.fixture(scope="session")
+def make_settings(checkpoint_dir: Path) -> Callable[..., Settings]:
+    """Settings for the tiny checkpoint; keyword arguments override fields."""
+
+    def make(**overrides: Any) -> Settings:
+        base: dict[str, Any] = {"checkpoint_dir": checkpoint_dir, "device": "cpu",
+                                "max_batch_size": 16, "shutdown_timeout_s": 5.0}
+        return Settings(**{**base, **overrides})
+
+    return make
+
+
+@pytest.fixture(scope="module")
+def shared_server(checkpoint_dir: Path) -> Iterator[RunningServer]:
+    """One server for the tests that do not change its state or settings."""
+    settings = Settings(checkpoint_dir=checkpoint_dir, device="cpu", max_batch_size=16)
+    with serve_in_thread(settings) as running:
+        yield running
+
+
+@pytest.fixture
+def client(shared_server: RunningServer) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=shared_server.base_url, timeout=30) as http:
+        yield http
+
+
+@pytest.fixture
+def start_server(make_settings: Callable[..., Settings]
+                 ) -> Iterator[Callable[..., tuple[RunningServer, httpx.Client]]]:
+    """Start a dedicated server with overridden settings; stopped after the test."""
+    stack: list[tuple[Any, httpx.Client]] = []
+
+    def start(**overrides: Any) -> tuple[RunningServer, httpx.Client]:
+        context = serve_in_thread(make_settings(**overrides))
+        running = context.__enter__()
+        http = httpx.Client(base_url=running.base_url, timeout=30)
+        stack.append((context, http))
+        return running, http
+
+    yield start
+    for context, http in reversed(stack):
+        http.close()
+        context.__exit__(None, None, None)
+
+
+@pytest.fixture
+def ticks(monkeypatch: pytest.MonkeyPatch) -> Iterator[TickControl]:
+    control = TickControl()
+    original = ModelMetrics.observe_tick
+
+    def observe(self: ModelMetrics, stats: TickStats) -> None:
+        original(self, stats)
+        control.hook(stats)
+
+    monkeypatch.setattr(ModelMetrics, "observe_tick", observe)
+    yield control
+    control.delay_s = 0.0
+    control.gate.set()
