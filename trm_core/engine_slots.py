@@ -227,7 +227,7 @@ class JobRecord:
         attempt.confidence = float(confidence[self.fill_mask].mean())
         attempt.q_halt = 0.5 * (1.0 + math.tanh(0.5 * halt_logit))  # sigmoid, overflow-free
         attempt.valid = bool(task.verify(self.puzzle, answer))
-        if not self._should_stop(attempt, previous, halt_logit):
+        if not self._should_stop(attempt, previous, halt_logit, task.can_verify):
             return False
         attempt.stopped_at = self.steps
         if attempt.valid and self.winner is None:
@@ -235,14 +235,20 @@ class JobRecord:
         return True
 
     def _should_stop(self, attempt: Attempt, previous: np.ndarray | None,
-                     halt_logit: float) -> bool:
+                     halt_logit: float, can_verify: bool) -> bool:
+        """Auto halting. Where the task can check an answer, the check decides: an attempt stops
+        early only with a verified answer, once the halting head agrees or the answer stopped
+        changing (the head alone would stop some wrong answers that later steps fix). Where it
+        cannot, the halting head decides."""
         if self.steps >= self.job.max_steps:
             return True
         if self.job.halting == "never":
             return False
+        if not can_verify:
+            return halt_logit > 0
         answer = attempt.answer
         stable = previous is not None and answer is not None and np.array_equal(previous, answer)
-        return halt_logit > 0 or (attempt.valid and stable)
+        return attempt.valid and (halt_logit > 0 or stable)
 
     def leading(self) -> Attempt | None:
         """The attempt to show: the winner, else verified first, then q_halt, then confidence;

@@ -326,11 +326,24 @@ def test_auto_stops_once_a_verified_answer_is_stable() -> None:
     assert updates[1].changed == len(blanks)
 
 
-def test_auto_stops_when_the_halt_logit_is_positive() -> None:
+def test_auto_stops_when_the_head_agrees_with_a_verified_answer() -> None:
+    result = engine_for(OracleTRM(solve_from=2, halt_at=2), slots=1).solve(
+        PUZZLE, max_steps=8, halting="auto")
+    assert result.status == "solved" and result.steps_used == 2 and result.halted_early
+
+
+def test_auto_does_not_stop_on_an_answer_that_fails_the_check() -> None:
     result = engine_for(OracleTRM(solve_from=None, halt_at=2), slots=1).solve(
         PUZZLE, max_steps=8, halting="auto")
     assert result.status == "unsolved" and not result.valid
-    assert result.steps_used == 2 and result.halted_early and result.q_halt > 0.99
+    assert result.steps_used == 8 and not result.halted_early and result.q_halt > 0.99
+
+
+def test_auto_trusts_the_head_where_the_task_cannot_verify(monkeypatch) -> None:
+    engine = engine_for(OracleTRM(solve_from=None, halt_at=2), slots=1)
+    monkeypatch.setattr(engine.task, "can_verify", False)
+    result = engine.solve(PUZZLE, max_steps=8, halting="auto")
+    assert result.steps_used == 2 and result.halted_early
 
 
 def test_never_ignores_halting_and_verification() -> None:

@@ -50,6 +50,9 @@ class Task(ABC):
     seq_len: int
     vocab_size: int
     grid_shape: tuple[int, int]
+    # True when `verify` decides correctness from the puzzle alone (Sudoku, mazes); a task whose
+    # right answer is unknown at serving time (ARC) sets False and auto halting trusts the head.
+    can_verify: bool = True
 
     @abstractmethod
     def parse(self, raw: Any) -> np.ndarray:
