@@ -14,10 +14,10 @@ from trm_core.tasks.base import PuzzleError
 from trm_core.tasks.sudoku import (
     SudokuSymmetry,
     SudokuTask,
-    canonical_form,
     is_solution,
     violations,
 )
+from trm_core.tasks.sudoku_canonical import canonical_form
 from trm_core.tasks.sudoku_generate import (
     DIFFICULTIES,
     SearchBudgetExceeded,
