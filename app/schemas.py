@@ -36,6 +36,11 @@ class SolveRequest(BaseModel):
                                                       "false = never")
     attempts: int | None = Field(None, description="parallel attempts (test-time search), "
                                                    "1 .. TRM_MAX_ATTEMPTS")
+    latent_noise: float = Field(0.0, ge=0.0, le=1.0,
+                                description="with attempts > 1: standard deviation of noise "
+                                            "added to the starting latent z of every attempt "
+                                            "but the first, so they explore different "
+                                            "trajectories besides their symmetric views")
     return_steps: bool = Field(False, description="include the per-step trajectory")
     stream: bool = Field(False, description="answer with server-sent events (as does "
                                             "Accept: text/event-stream)")

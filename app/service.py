@@ -189,7 +189,8 @@ class SolveService:
         # trajectories need every one.
         wants_all = record.keep_events or record.return_steps
         job = Job(puzzle=cells, max_steps=record.max_steps, halting=request.halting_mode,
-                  attempts=attempts, deadline=self._deadline(record.kind, request.timeout_ms),
+                  attempts=attempts, latent_noise=request.latent_noise,
+                  deadline=self._deadline(record.kind, request.timeout_ms),
                   on_step=(self._bridge.wrap if wants_all else self._bridge.wrap_first)(on_step),
                   on_done=self._bridge.wrap(partial(self._on_done, record, entry)),
                   id=record.id)

@@ -128,6 +128,7 @@ def test_attempts_out_of_range(client: httpx.Client, attempts: int) -> None:
     {"puzzle": PUZZLE, "halting": "sometimes"},
     {"puzzle": PUZZLE, "unexpected": 1},
     {"puzzle": PUZZLE, "timeout_ms": 0},
+    {"puzzle": PUZZLE, "latent_noise": 2.0},
 ])
 def test_schema_errors_are_422(client: httpx.Client, body: dict[str, Any]) -> None:
     _error(client.post(SOLVE, json=body))

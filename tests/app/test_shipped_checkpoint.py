@@ -32,6 +32,10 @@ def test_readme_curl_example_is_solved_and_verified() -> None:
         models = http.get("/v1/models").json()["data"]
         assert any(m["task"] == "sudoku" for m in models)
         result = http.post("/v1/solve/sudoku", json=body).json()
-    assert result["status"] == "solved" and result["valid"] is True
+        search = http.post("/v1/solve/sudoku", json={**body, "attempts": 4,
+                                                      "latent_noise": 0.3}).json()
     task = get_task("sudoku")
-    assert task.verify(task.parse(body["puzzle"]), task.parse(result["solution"]))
+    for answer in (result, search):
+        assert answer["status"] == "solved" and answer["valid"] is True
+        assert task.verify(task.parse(body["puzzle"]), task.parse(answer["solution"]))
+    assert search["attempts"] == 4
