@@ -88,6 +88,8 @@ class Trainer:
         self.train_set, self.eval_set = train_set, eval_set
         self.autocast = self._autocast_dtype()
         self.forward = self._compiled_forward()
+        self.uses_cuda_graphs = (self.device.type == "cuda"
+                                 and self.cfg.compile in ("reduce-overhead", "max-autotune"))
         self.step = 0
         self.best_exact = -1.0
         self.history: list[dict[str, Any]] = []
@@ -166,13 +168,17 @@ class Trainer:
                          self.cfg.lr_min_ratio)
         for group in self.optimizer.param_groups:
             group["lr"] = group["base_lr"] * lr_scale
+        if self.uses_cuda_graphs:
+            torch.compiler.cudagraph_mark_step_begin()
         out, loss = self.forward(self.carry.state, self.carry.inputs, self.carry.labels)
         (loss.total / self.cfg.batch_size).backward()
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         if self.ema is not None:
             self.ema.update(self.model)
-        self.carry.state = out.state
+        # CUDA-graph outputs live in buffers the next replay overwrites: keep a copy.
+        self.carry.state = (State(out.state.y.clone(), out.state.z.clone())
+                            if self.uses_cuda_graphs else out.state)
         self._update_halting(out.halt_logits)
         self.step += 1
         batch = self.cfg.batch_size
