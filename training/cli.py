@@ -50,8 +50,13 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_eval(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("eval", help="score a checkpoint on a puzzle CSV")
-    p.add_argument("checkpoint", type=Path, help="checkpoint stem (path without extension)")
+    p = sub.add_parser("eval", help="score a checkpoint (or a running service) on a puzzle CSV")
+    p.add_argument("checkpoint", type=Path, nargs="?",
+                   help="checkpoint stem (path without extension); omit with --url")
+    p.add_argument("--url", help="score a running service instead, e.g. http://127.0.0.1:8000")
+    p.add_argument("--task", default="sudoku", help="with --url: the task to solve")
+    p.add_argument("--concurrency", type=int, default=16, help="with --url: requests in flight")
+    p.add_argument("--api-key", help="with --url: sent as X-API-Key")
     p.add_argument("--data", type=Path, required=True, help="CSV with puzzle,solution[,bucket]")
     p.add_argument("--max-steps", type=int, default=None, help="supervision steps (default: all)")
     p.add_argument("--halting", choices=["never", "auto"], default="never",

@@ -13,6 +13,7 @@ import torch
 
 from training.datasets import build_splits
 from training.progress import ProgressBar
+from training.remote_eval import evaluate_service
 from trm_core.checkpoint import (
     card_path,
     load_checkpoint,
@@ -72,6 +73,10 @@ def _ship(best: Path, target: Path) -> None:
 
 
 def run_eval(args: argparse.Namespace) -> dict[str, Any]:
+    if args.url:
+        return _eval_service(args)
+    if args.checkpoint is None:
+        raise ValueError("name a checkpoint, or a service with --url")
     device = resolve_device(args.device)
     checkpoint = load_checkpoint(args.checkpoint, device)
     task = get_task(checkpoint.task)
@@ -82,10 +87,7 @@ def run_eval(args: argparse.Namespace) -> dict[str, Any]:
                       batch_size=args.batch_size, autocast_dtype=autocast)
     report["checkpoint"] = {"id": checkpoint.id, "sha256": checkpoint.sha256,
                             "device": str(device)}
-    print(format_table(report))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    _print_and_save(report, args.json)
     if args.record:
         evaluations = dict(checkpoint.card.get("evaluations", {}))
         key = f"{Path(args.data).stem}/{args.halting}/k{args.attempts}"
@@ -93,6 +95,25 @@ def run_eval(args: argparse.Namespace) -> dict[str, Any]:
                             "settings": report["settings"]}
         update_card(args.checkpoint, evaluations=evaluations)
     return {"overall": report["overall"], "speed": report["speed"]}
+
+
+def _eval_service(args: argparse.Namespace) -> dict[str, Any]:
+    task = get_task(args.task)
+    data = load_puzzle_csv(args.data, task).head(args.limit)
+    options: dict[str, Any] = {"halting": args.halting, "attempts": args.attempts}
+    if args.max_steps:
+        options["max_steps"] = args.max_steps
+    report = evaluate_service(args.url, task, data, options=options,
+                              concurrency=args.concurrency, api_key=args.api_key)
+    _print_and_save(report, args.json)
+    return {"overall": report["overall"], "speed": report["speed"]}
+
+
+def _print_and_save(report: dict[str, Any], path: Path | None) -> None:
+    print(format_table(report))
+    if path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(report, indent=2) + "\n")
 
 
 def run_import(args: argparse.Namespace) -> dict[str, Any]:

@@ -78,3 +78,30 @@ def test_import_official(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
                  "--config", str(VECTORS / "mlp_t_no_puzzle.json"),
                  "--out", str(tmp_path / "imported")]) == 0
     assert load_checkpoint(tmp_path / "imported").config.hidden_size == 64
+
+
+def test_eval_against_a_running_service(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """`trm eval --url` scores the service's answers like a checkpoint's: the shipped model
+    served over HTTP gets the same exact accuracy as evaluated in process."""
+    from app.server import serve_in_thread
+    from app.settings import Settings
+
+    root = Path(__file__).resolve().parents[2]
+    test_set = root / "training" / "data" / "sudoku-easy-test.csv"
+    args = ["--data", str(test_set), "--limit", "24", "--halting", "auto"]
+    assert main(["eval", str(root / "checkpoints" / "sudoku" / "trm-sudoku-tiny"), *args,
+                 "--json", str(tmp_path / "local.json")]) == 0
+    settings = Settings(checkpoint_dir=root / "checkpoints", device="cpu")
+    with serve_in_thread(settings) as running:
+        assert main(["eval", "--url", running.base_url, *args, "--concurrency", "8",
+                     "--json", str(tmp_path / "remote.json")]) == 0
+    capsys.readouterr()
+    local = json.loads((tmp_path / "local.json").read_text())["overall"]
+    remote = json.loads((tmp_path / "remote.json").read_text())
+    assert remote["overall"]["exact_accuracy"] == local["exact_accuracy"]
+    assert remote["settings"]["models"] == ["trm-sudoku-tiny@1"]
+
+
+def test_eval_needs_a_checkpoint_or_url(capsys: pytest.CaptureFixture) -> None:
+    assert main(["eval", "--data", "x.csv"]) == 2
+    assert "name a checkpoint, or a service with --url" in capsys.readouterr().err

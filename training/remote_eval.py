@@ -1,0 +1,66 @@
+"""Evaluation against a running service: every puzzle of a CSV goes through
+`POST /v1/solve/{task}`, and the answers are scored exactly as `trm eval` scores a checkpoint.
+
+Standard library HTTP only, so evaluating a deployment needs nothing beyond trm_core.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from trm_core.data import PuzzleSet
+from trm_core.engine import JobResult
+from trm_core.evaluate import score
+from trm_core.tasks.base import Task
+
+
+def _post(url: str, body: dict[str, Any], headers: dict[str, str], retries: int = 20) -> dict:
+    """POST JSON; on 503 wait for Retry-After and try again (bounded)."""
+    data = json.dumps(body).encode()
+    for _ in range(retries):
+        request = urllib.request.Request(url, data, {"content-type": "application/json",
+                                                     **headers})
+        try:
+            with urllib.request.urlopen(request, timeout=600) as response:
+                return dict(json.loads(response.read()))
+        except urllib.error.HTTPError as err:
+            if err.code != 503:
+                raise ValueError(f"{url}: HTTP {err.code}: {err.read().decode()[:300]}") from None
+            time.sleep(float(err.headers.get("Retry-After", "1")))
+    raise ValueError(f"{url}: still overloaded after {retries} tries")
+
+
+def _as_result(task: Task, reply: dict[str, Any]) -> JobResult:
+    answer = task.parse(reply["solution"]) if reply.get("solution") else None
+    return JobResult(job_id=str(reply.get("id", "")), status=reply["status"], answer=answer,
+                     valid=bool(reply.get("valid")), steps_used=int(reply.get("steps_used", 0)),
+                     halted_early=bool(reply.get("halted_early")),
+                     confidence=float(reply.get("confidence", 0.0)),
+                     q_halt=float(reply.get("q_halt", 0.0)), attempt=int(reply.get("attempt", 0)),
+                     attempts=int(reply.get("attempts", 1)), queue_ms=0.0, compute_ms=0.0,
+                     total_ms=0.0)
+
+
+def evaluate_service(base_url: str, task: Task, data: PuzzleSet, *, options: dict[str, Any],
+                     concurrency: int = 16, api_key: str | None = None) -> dict[str, Any]:
+    """Solve every puzzle through the service and score the answers against `data`."""
+    url = f"{base_url.rstrip('/')}/v1/solve/{task.name}"
+    headers = {"x-api-key": api_key} if api_key else {}
+    bodies = [{"puzzle": task.format(p), **options} for p in data.puzzles]
+    start = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=concurrency) as pool:
+        replies = list(pool.map(lambda body: _post(url, body, headers), bodies))
+    elapsed = time.perf_counter() - start
+    report = score([_as_result(task, r) for r in replies], data)
+    models = sorted({str(r.get("model")) for r in replies})
+    report["settings"] = {**options, "puzzles": len(data), "data": data.provenance,
+                          "service": base_url, "models": models, "concurrency": concurrency}
+    report["speed"] = {"seconds": round(elapsed, 3),
+                       "puzzles_per_s": round(len(data) / max(elapsed, 1e-9), 2)}
+    report["checkpoint"] = {"id": models[0] if len(models) == 1 else models}
+    return report
