@@ -47,7 +47,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", type=Path,
-                        default=Path("training/configs/sudoku-extreme-gpu.toml"))
+                        default=Path("training/configs/sudoku-hard-gpu.toml"))
     parser.add_argument("--batch-size", type=int, default=768)
     parser.add_argument("--steps", type=int, default=30, help="timed steps")
     parser.add_argument("--warmup", type=int, default=5, help="untimed steps (compilation)")
