@@ -25,6 +25,7 @@ from trm_core.config import ModelConfig
 from trm_core.data import load_puzzle_csv
 from trm_core.evaluate import evaluate, format_table
 from trm_core.official import load_official
+from trm_core.resume import remove_resume
 from trm_core.tasks import get_task
 from trm_core.train_config import load_run
 from trm_core.trainer import Trainer, resolve_device
@@ -47,9 +48,9 @@ def run_train(args: argparse.Namespace) -> dict[str, Any]:
     trainer = Trainer(run, task, train_set, eval_set)
     out_dir = Path(run.train.out_dir)
     if args.fresh and out_dir.exists():
-        for stem in ("resume", "best"):
-            for path in (weights_path(out_dir / stem), card_path(out_dir / stem)):
-                path.unlink(missing_ok=True)
+        remove_resume(out_dir / "resume")
+        for path in (weights_path(out_dir / "best"), card_path(out_dir / "best")):
+            path.unlink(missing_ok=True)
     elif trainer.try_resume():
         log.info("continuing %s from step %d", out_dir, trainer.step)
     (out_dir / "run.json").parent.mkdir(parents=True, exist_ok=True)

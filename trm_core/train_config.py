@@ -47,6 +47,7 @@ class TrainConfig:
     autocast: Literal["auto", "off", "bfloat16"] = "auto"  # auto = bf16 on CUDA, fp32 on CPU
     time_limit_s: float = 0.0  # stop (saving resume state) after this long; 0 = no limit
     resume_state_dtype: Literal["float32", "bfloat16"] = "float32"  # Adam moments on disk
+    resume_shard_mb: float = 15.0  # largest resume file; some transports cap file size
     threads: int = 0  # torch CPU threads; 0 = torch's default
 
     def __post_init__(self) -> None:

@@ -265,7 +265,7 @@ class Trainer:
                 "sampler_epochs": self.sampler.epochs}
         ema_model = self.ema.model if self.ema is not None else None
         save_resume(self.out_dir / "resume", self.model, ema_model, self.optimizer, info,
-                    self.cfg.resume_state_dtype)
+                    self.cfg.resume_state_dtype, self.cfg.resume_shard_mb)
 
     def try_resume(self) -> bool:
         """Continue from `<out_dir>/resume.*` if present. The carry starts fresh (all rows

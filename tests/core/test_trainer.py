@@ -67,7 +67,7 @@ def test_fit_evaluates_keeps_best_and_saves(tmp_path: Path) -> None:
     best = load_checkpoint(tmp_path / "best")
     assert best.card["task"] == "sudoku" and best.card["curve"]
     assert "exact_accuracy" in best.card["evaluation"]["overall"]
-    assert (tmp_path / "resume.safetensors").exists()
+    assert (tmp_path / "resume-00.safetensors").exists()
 
 
 @pytest.mark.parametrize("moments", ["float32", "bfloat16"])
@@ -92,6 +92,18 @@ def test_resume_restores_weights_ema_optimizer(tmp_path: Path, moments: str) -> 
             torch.testing.assert_close(sa["exp_avg_sq"], sb["exp_avg_sq"], **tolerance)
     second.train_step()  # and it trains on from there
     assert second.step == 4
+
+
+def test_resume_state_is_sharded_under_the_size_cap(tmp_path: Path) -> None:
+    first = tiny_trainer(tmp_path, "train.resume_shard_mb=0.2")
+    first.train_step()
+    first.save_resume()
+    shards = sorted(tmp_path.glob("resume-*.safetensors"))
+    assert len(shards) > 3 and all(p.stat().st_size < 0.21 * 2**20 for p in shards)
+    second = tiny_trainer(tmp_path, "train.resume_shard_mb=0.2")
+    assert second.try_resume() and second.step == 1
+    for a, b in zip(first.model.parameters(), second.model.parameters(), strict=True):
+        torch.testing.assert_close(a, b)
 
 
 def test_resume_refuses_another_model(tmp_path: Path) -> None:

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from training.datasets import canonical_keys, splits_disjoint
 from trm_core.tasks import get_task
 from trm_core.tasks.sudoku_generate import read_csv, solve
-from training.datasets import canonical_keys, splits_disjoint
 
 DATA = Path(__file__).resolve().parents[2] / "training" / "data"
 SETS = {"sudoku-easy-test.csv": ("easy", 1000), "sudoku-hard-test.csv": ("hard", 2000)}
