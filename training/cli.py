@@ -4,6 +4,7 @@
     trm train training/configs/sudoku-tiny-cpu.toml --set train.total_steps=500
     trm eval checkpoints/sudoku/trm-sudoku-tiny --data data/sudoku/test.csv
     trm import-official step_50000.pt --config official.json --out checkpoints/sudoku/imported
+    trm export checkpoints/sudoku/trm-sudoku-tiny --onnx step.onnx --check
     trm serve                                    # the HTTP service (needs the [serve] extra)
 
 Each subcommand's --help explains its options.
@@ -82,6 +83,15 @@ def _add_import(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=commands.run_import)
 
 
+def _add_export(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="export one supervision step to ONNX")
+    p.add_argument("checkpoint", type=Path, help="checkpoint stem")
+    p.add_argument("--onnx", type=Path, required=True, help="output .onnx file")
+    p.add_argument("--check", action="store_true",
+                   help="run the graph in ONNX Runtime and compare with PyTorch")
+    p.set_defaults(func=commands.run_export)
+
+
 def _add_serve(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("serve", help="run the HTTP service (options: trm serve --help)",
                        add_help=False)
@@ -94,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_data, _add_train, _add_eval, _add_import, _add_serve):
+    for add in (_add_data, _add_train, _add_eval, _add_import, _add_export, _add_serve):
         add(sub)
     return parser
 

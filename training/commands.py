@@ -135,6 +135,17 @@ def run_import(args: argparse.Namespace) -> dict[str, Any]:
     return {"checkpoint": str(stem), "parameters": sum(p.numel() for p in model.parameters())}
 
 
+def run_export(args: argparse.Namespace) -> dict[str, Any]:
+    from training.export import check_export, export_step  # needs the [onnx] extra
+
+    checkpoint = load_checkpoint(args.checkpoint)
+    path = export_step(checkpoint.model, args.onnx)
+    summary: dict[str, Any] = {"onnx": str(path), "bytes": path.stat().st_size}
+    if args.check:
+        summary["max_abs_diff"] = check_export(checkpoint.model, path)
+    return summary
+
+
 def run_serve(args: argparse.Namespace) -> None:
     from app.__main__ import main as serve_main  # the service is an optional extra
 

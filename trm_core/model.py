@@ -126,7 +126,8 @@ class TRM(nn.Module):
                 state = self.recurse(state, x)
         state = self.recurse(state, x)
         logits = self.answer_head(state.y[:, self.config.puzzle_emb_len:])  # (B, seq_len, V)
-        halting = self.halt_head(state.y[:, 0].float())  # (B, 2), fp32 as in the reference
+        # (B, 2) in the head's own dtype, returned as fp32 like the reference's q_head
+        halting = self.halt_head(state.y[:, 0].to(self.halt_head.weight.dtype)).float()
         carry = State(state.y.detach(), state.z.detach())
         return StepOutput(carry, logits, halting[:, 0], halting[:, 1])
 
