@@ -1,9 +1,10 @@
 """Optional API-key authentication as pure-ASGI middleware.
 
 Off unless `TRM_API_KEYS` lists keys. Clients send `Authorization: Bearer <key>` (OpenAI-style
-clients) or `X-API-Key: <key>`. Every route is guarded except an explicit public list (probes,
-metrics, docs) and CORS preflight. Keys are kept only as SHA-256 digests and compared with
-`hmac.compare_digest` against every digest, so timing reveals neither a key nor which one matched.
+clients) or `X-API-Key: <key>`. Every route is guarded, `/mcp` included, except an explicit
+public list (probes, metrics, docs, the viewer page and its static files) and CORS preflight.
+Keys are kept only as SHA-256 digests and compared with `hmac.compare_digest` against every
+digest, so timing reveals neither a key nor which one matched.
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ from app.errors import unauthorized
 from app.problems import send_problem
 
 PUBLIC_PATHS = frozenset({"/livez", "/readyz", "/healthz", "/metrics", "/docs",
-                          "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
+                          "/docs/oauth2-redirect", "/redoc", "/openapi.json", "/"})
+# The viewer's script and styles: the page must load before its user can enter a key.
+PUBLIC_PREFIXES = ("/static/",)
 
 
 def _digest(key: str) -> bytes:
@@ -61,7 +64,8 @@ class ApiKeyMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (scope["type"] != "http" or not self.enabled or scope["method"] == "OPTIONS"
-                or scope["path"] in self.public_paths):
+                or scope["path"] in self.public_paths
+                or scope["path"].startswith(PUBLIC_PREFIXES)):
             await self.app(scope, receive, send)
             return
         key = presented_key(Headers(scope=scope))

@@ -20,9 +20,10 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 JobState = Literal["queued", "running", "succeeded", "failed", "cancelled"]
-RecordKind = Literal["solve", "job"]
+RecordKind = Literal["solve", "job", "mcp"]
 TERMINAL_STATES = frozenset({"succeeded", "failed", "cancelled"})
-_ID_PREFIX = {"solve": "slv_", "job": "job_"}
+# MCP tool calls are sync solves made over another transport: same result ids.
+_ID_PREFIX = {"solve": "slv_", "job": "job_", "mcp": "slv_"}
 
 
 @dataclass(frozen=True)
@@ -106,6 +107,10 @@ class JobStore:
         if kind == "job":
             self._jobs[record.id] = record
         return record
+
+    def add(self, record: JobRecord) -> None:
+        """Make a record built elsewhere addressable (broker mode: a job of another replica)."""
+        self._jobs[record.id] = record
 
     def get(self, job_id: str) -> JobRecord | None:
         return self._jobs.get(job_id)

@@ -12,18 +12,21 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
+from typing import Any
 
 from fastapi import FastAPI
+from mcp.server.fastmcp import FastMCP
 from starlette.middleware import Middleware
 
 import trm_core
 from app.auth import ApiKeyMiddleware
 from app.jobs import JobStore
+from app.mcp_server import build_mcp
 from app.metrics import Metrics
 from app.middleware import BodyGuardMiddleware, RequestContextMiddleware
 from app.problems import install_problem_handlers
 from app.registry import ModelRegistry
-from app.routes import health, jobs, models, solve
+from app.routes import examples, health, jobs, models, solve, tools, viewer
 from app.service import SolveService
 from app.settings import Settings
 
@@ -35,8 +38,10 @@ its resumable event stream. Errors are RFC 9457 `application/problem+json`.
 """
 
 
-def _lifespan(service: SolveService) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
-    """Start-up in the background, job expiry while serving, drain on the way out."""
+def _lifespan(service: SolveService, mcp: FastMCP,  # type: ignore[type-arg]
+              ) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """Start-up in the background, job expiry while serving, drain on the way out; the MCP
+    session manager's task group must run for as long as the app serves `/mcp`."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -45,7 +50,8 @@ def _lifespan(service: SolveService) -> Callable[[FastAPI], AbstractAsyncContext
         sweeper = asyncio.create_task(service.store.sweep_forever(sweep_every),
                                       name="trm-job-sweeper")
         try:
-            yield
+            async with mcp.session_manager.run():
+                yield
         finally:
             await service.drain()
             for task in (sweeper, startup):
@@ -56,12 +62,27 @@ def _lifespan(service: SolveService) -> Callable[[FastAPI], AbstractAsyncContext
     return lifespan
 
 
+def _remote_jobs(settings: Settings, metrics: Metrics, service: SolveService) -> Any:
+    """Broker mode's Redis side (imported only then, so the embedded default needs no redis)."""
+    import redis.asyncio as aioredis
+
+    from app.remote import RemoteJobs
+
+    assert settings.redis_url is not None
+    client = aioredis.Redis.from_url(settings.redis_url, decode_responses=True,
+                                     socket_connect_timeout=2.0, socket_timeout=10.0)
+    log.info("broker mode: jobs go through %s", settings.redis_url.split("@")[-1])
+    return RemoteJobs(settings, client, metrics, service._on_remote_event)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """A fresh application with its own models, job store and metrics registry."""
     settings = settings or Settings()
     metrics = Metrics()
     registry = ModelRegistry(settings, metrics)
     service = SolveService(settings, registry, JobStore(settings.job_ttl_s), metrics)
+    if settings.redis_url:
+        service.remote = _remote_jobs(settings, metrics, service)
     keys = [key.get_secret_value() for key in settings.api_keys]
     middleware = [
         # Outermost first: the id exists before auth or size checks can answer.
@@ -70,13 +91,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         Middleware(BodyGuardMiddleware, max_bytes=settings.max_body_bytes,
                    problem_base_uri=settings.problem_base_uri),
     ]
+    mcp = build_mcp(service, settings)
+    mcp_routes = mcp.streamable_http_app().routes  # creates the session manager
     app = FastAPI(title="trm-serve", version=trm_core.__version__, description=DESCRIPTION,
-                  lifespan=_lifespan(service), middleware=middleware)
+                  lifespan=_lifespan(service, mcp), middleware=middleware)
     app.state.settings = settings
     app.state.service = service
     install_problem_handlers(app, settings.problem_base_uri)
-    for module in (solve, jobs, models, health):
+    for module in (solve, jobs, models, health, examples, tools, viewer):
         app.include_router(module.router)
+    app.state.mcp = mcp
+    # The MCP endpoint as a plain route at /mcp (a Mount would redirect /mcp to /mcp/).
+    app.router.routes.extend(mcp_routes)
+    app.mount("/static", viewer.static_files(), name="static")
     if keys:
         log.info("API keys required (%d configured)", len(keys))
     return app

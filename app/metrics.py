@@ -32,7 +32,7 @@ STEP_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1
 BATCH_BUCKETS = tuple(float(2**i) for i in range(11))  # 1 … 1024
 STEPS_BUCKETS = tuple(float(i) for i in range(1, 17))
 
-ENDPOINTS = ("solve", "jobs")
+ENDPOINTS = ("solve", "jobs", "mcp")
 OUTCOMES = ("solved", "unsolved", "invalid", "rejected", "timeout", "cancelled", "error")
 REJECT_REASONS = ("queue_full", "draining", "not_ready", "rate_limited")
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -135,8 +135,7 @@ class Metrics:
             buckets=STEPS_BUCKETS, registry=r)
         self.rejections = Counter("trm_rejections", "Requests refused at admission",
                                   ["task", "reason"], registry=r)
-        # Declared so dashboards built on the design find the series; stays 0 until a result
-        # cache exists.
+        # Moved by the result cache (broker mode, app/remote.py); stays 0 in the embedded mode.
         self.cache_requests = Counter("trm_cache_requests", "Result cache lookups",
                                       ["task", "result"], registry=r)
         self.sse_streams = Gauge("trm_sse_streams", "Open server-sent event streams",

@@ -19,6 +19,7 @@ from app.settings import Settings
 from app.worker import EngineWorker
 from trm_core.checkpoint import Checkpoint, find_checkpoints, load_checkpoint
 from trm_core.engine import Engine, TickStats
+from trm_core.inference import prepare_for_inference
 from trm_core.model import count_parameters
 from trm_core.tasks import get_task
 from trm_core.tasks.base import Task
@@ -131,9 +132,11 @@ class ModelRegistry:
         def on_tick(stats: TickStats) -> None:
             bound.observe_tick(stats)
 
-        engine = Engine(ckpt.model, task, slots=slots, max_queue=max_queue, device=device,
-                        autocast_dtype=_AUTOCAST[self.settings.autocast],
-                        seed=self.settings.seed, on_tick=on_tick)
+        model, autocast = prepare_for_inference(ckpt.model, device, self.settings.dtype)
+        if self.settings.autocast != "off":
+            autocast = _AUTOCAST[self.settings.autocast]
+        engine = Engine(model, task, slots=slots, max_queue=max_queue, device=device,
+                        autocast_dtype=autocast, seed=self.settings.seed, on_tick=on_tick)
         load_s = time.perf_counter() - started
         self.metrics.register_model(ckpt.id, task.name, ckpt.version, ckpt.sha256, device,
                                     load_s, lambda: (engine.queue_depth, engine.active_slots))

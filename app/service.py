@@ -15,9 +15,9 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable
 from functools import partial
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
-from app import errors, payloads
+from app import broker, errors, payloads
 from app.errors import ApiError
 from app.jobs import Event, JobRecord, JobState, JobStore, RecordKind
 from app.metrics import Metrics
@@ -29,8 +29,11 @@ from trm_core.engine import Job, JobResult, QueueFull, StepUpdate
 from trm_core.tasks import TASKS
 from trm_core.tasks.base import PuzzleError
 
+if TYPE_CHECKING:  # broker mode only; the embedded default never imports redis
+    from app.remote import RemoteJobs
+
 log = logging.getLogger(__name__)
-ENDPOINT_OF: dict[RecordKind, str] = {"solve": "solve", "job": "jobs"}
+ENDPOINT_OF: dict[RecordKind, str] = {"solve": "solve", "job": "jobs", "mcp": "mcp"}
 # A sync wait outlives the engine deadline by this much before the service gives up on the
 # engine itself, so a lost callback can never hang a client forever.
 _WAIT_GRACE_S = 5.0
@@ -51,12 +54,18 @@ class SolveService:
         self._bridge: LoopBridge | None = None
         self._inflight: dict[str, JobRecord] = {}
         self._drain_task: asyncio.Task[None] | None = None
+        # Broker mode (TRM_REDIS_URL set): jobs go to Redis workers instead of local engines.
+        self.remote: RemoteJobs | None = None
+        self._watcher: asyncio.Task[None] | None = None
 
     # --------------------------------------------------------------------------- lifecycle
 
     async def start(self) -> None:
         """Load, warm up and start the workers, off the event loop so /livez answers meanwhile."""
         self._bridge = LoopBridge(asyncio.get_running_loop())
+        if self.remote is not None:
+            await self._start_remote(self.remote)
+            return
         try:
             await asyncio.to_thread(self.registry.load)
             await asyncio.to_thread(self.registry.warmup)
@@ -70,9 +79,30 @@ class SolveService:
         self.started = True
         log.info("ready: %s", ", ".join(self.registry.entries) or "no models")
 
+    async def _start_remote(self, remote: RemoteJobs) -> None:
+        """Broker mode: read the model cards (engines are built, never started or warmed: the
+        workers run them), then watch Redis and the workers."""
+        try:
+            await asyncio.to_thread(self.registry.load)
+        except Exception as exc:
+            log.exception("start-up failed")
+            self.startup_error = f"{type(exc).__name__}: {exc}"
+            return
+        for entry in self.registry.entries.values():
+            entry.warmed = True
+        remote.track(list(self.registry.entries.values()))
+        self._watcher = asyncio.get_running_loop().create_task(remote.watch(), name="trm-redis")
+        self.started = True
+        log.info("broker mode ready: %s", ", ".join(self.registry.entries) or "no models")
+
     def readiness(self) -> dict[str, str]:
         """Each readiness check and "ok" or why it fails."""
         reg = self.registry
+        if self.remote is not None and self.started:
+            return {"models_loaded": "ok" if reg.entries else "no models",
+                    "redis": self.remote.error or "ok",
+                    "workers_alive": self.remote.workers_status(),
+                    "not_draining": "draining" if self.draining else "ok"}
         if self.startup_error:
             loaded = f"start-up failed: {self.startup_error}"
         elif not reg.loaded:
@@ -108,12 +138,28 @@ class SolveService:
 
         `Engine.drain` ticks on its caller's thread and an engine has one owner thread at a
         time, so each worker thread stops first and a pool thread takes over its engine."""
+        if self.remote is not None:
+            await self._drain_remote(self.remote)
+            return
         entries = list(self.registry.entries.values()) if self.started else []
         await asyncio.to_thread(self.registry.stop_workers, 10.0)
         await asyncio.gather(*(asyncio.to_thread(self._drain_engine, e) for e in entries))
         await asyncio.sleep(0)  # deliver the callbacks the engines scheduled while draining
         for record in list(self._inflight.values()):
             self._fail(record, payloads.shutdown_error(self.settings.retry_after_s), "rejected")
+        log.info("drained")
+
+    async def _drain_remote(self, remote: RemoteJobs) -> None:
+        """Broker mode: wait for this replica's in-flight requests; their jobs keep running on
+        the workers, so only the waiting clients are told about the shutdown."""
+        end = time.monotonic() + self.settings.shutdown_timeout_s
+        while self._inflight and time.monotonic() < end:
+            await asyncio.sleep(0.05)
+        for record in list(self._inflight.values()):
+            self._fail(record, payloads.shutdown_error(self.settings.retry_after_s), "rejected")
+        if self._watcher is not None:
+            self._watcher.cancel()
+        await remote.close()
         log.info("drained")
 
     def _drain_engine(self, entry: ModelEntry) -> None:
@@ -137,7 +183,11 @@ class SolveService:
             self._reject(task_name, request.model, endpoint,
                          "draining" if self.draining else "not_ready")
         entry = self._resolve(task_name, request.model)
-        if not entry.worker.alive:
+        if self.remote is not None:
+            refusal = self.remote.refusal(entry, self._remote_queue_limit(entry))
+            if refusal is not None:
+                self._reject(task_name, request.model, endpoint, refusal)
+        elif not entry.worker.alive:
             self._reject(task_name, request.model, endpoint, "not_ready")
         try:
             max_steps, attempts = payloads.check_options(
@@ -177,13 +227,16 @@ class SolveService:
 
     def _deadline(self, kind: RecordKind, timeout_ms: int | None) -> float:
         """The engine deadline; a client's `timeout_ms` may only shorten the server's."""
-        limit = self.settings.request_timeout_s if kind == "solve" else self.settings.job_timeout_s
+        limit = self.settings.job_timeout_s if kind == "job" else self.settings.request_timeout_s
         seconds = limit if timeout_ms is None else min(limit, timeout_ms / 1000)
         return time.monotonic() + seconds
 
     def _submit(self, entry: ModelEntry, record: JobRecord, request: SolveRequest,
                 cells: Any, attempts: int) -> None:
         assert self._bridge is not None, "submit before start"
+        if self.remote is not None:
+            self._submit_remote(self.remote, entry, record, request, cells, attempts)
+            return
         on_step = partial(self._on_step, record, entry)
         # A plain sync solve only needs its first step (time to first step); streams, jobs and
         # trajectories need every one.
@@ -207,6 +260,46 @@ class SolveService:
         self._inflight[record.id] = record
         self.store.publish(record, "solve.accepted",
                            payloads.accepted_data(record, entry.engine.queue_depth))
+
+    def _remote_queue_limit(self, entry: ModelEntry) -> int:
+        """Jobs admitted and unfinished across the cluster before 503 (TRM_MAX_QUEUE_SIZE)."""
+        return self.settings.max_queue_size or entry.max_queue
+
+    def _submit_remote(self, remote: RemoteJobs, entry: ModelEntry, record: JobRecord,
+                       request: SolveRequest, cells: Any, attempts: int) -> None:
+        seconds = self._deadline(record.kind, request.timeout_ms) - time.monotonic()
+        message = broker.JobMessage(
+            record.id, record.kind, record.task, record.model, record.request_id,
+            [int(v) for v in cells], record.max_steps, request.halting_mode, attempts,
+            float(request.latent_noise), time.time() + seconds,
+            "all" if record.keep_events else "none", bool(record.return_steps))
+        self._inflight[record.id] = record
+        remote.submit(record, entry, message, cells)
+
+    def _on_remote_event(self, record: JobRecord, name: str, data: dict[str, Any],
+                         event_id: int | None) -> None:
+        """An event read from the job's Redis stream, handled like the engine's callbacks."""
+        if record.terminal:
+            self._inflight.pop(record.id, None)
+            return
+        if name == "solve.completed":
+            timing = data.get("timing") or {}
+            self._finish(record, "succeeded", str(data.get("status", "unsolved")), name, data,
+                         result=data, queue_s=float(timing.get("queue_ms", 0.0)) / 1000,
+                         steps=data.get("steps_used"))
+        elif name == "solve.failed":
+            outcome = {504: "timeout", 503: "rejected"}.get(int(data.get("status", 500)), "error")
+            self._finish(record, "failed", outcome, name, data, error=data)
+        elif name == "solve.cancelled":
+            self._cancelled(record, str(data.get("reason", "cancelled")))
+        else:
+            if name == "solve.step" and record.first_step_mono is None:
+                record.first_step_mono = time.monotonic()
+                record.status = "running"
+                entry = self.registry.entries.get(record.model)
+                if entry is not None:
+                    entry.metrics.first_step(float(data.get("elapsed_ms", 0.0)) / 1000)
+            self.store.publish(record, name, data, event_id=event_id)
 
     # ---------------------------------------------------------------- engine callbacks (loop)
 
@@ -303,6 +396,10 @@ class SolveService:
         already finished."""
         if record.terminal:
             return False
+        if self.remote is not None:
+            self.remote.cancel_soon(record, reason)
+            self._cancelled(record, reason)
+            return True
         entry = self.registry.entries.get(record.model)
         if entry is not None and not entry.engine.cancel(record.id):
             return False  # the engine finished it; its result is on its way to the loop
@@ -315,6 +412,36 @@ class SolveService:
             raise errors.not_found("job", f"unknown job {job_id!r} (finished jobs are kept "
                                    f"{self.settings.job_ttl_s:.0f} s)")
         return record
+
+    async def enqueued(self, record: JobRecord) -> None:
+        """Broker mode: wait until the job reached Redis; at once in the embedded default."""
+        if self.remote is not None:
+            await self.remote.wait_enqueued(record.id)
+
+    async def find_job(self, job_id: str) -> JobRecord:
+        """A job by id; in broker mode also one made on another replica (followed from Redis)."""
+        record = self.store.get(job_id)
+        if record is not None or self.remote is None:
+            return self.job(job_id)
+        meta = await self.remote.metadata(job_id)
+        if meta is None:
+            return self.job(job_id)  # raises the 404
+        record = JobRecord(job_id, "job", meta["task"], meta["model"], int(meta["max_steps"]),
+                           meta.get("request_id", ""), keep_events=True,
+                           created_at=float(meta.get("created_at", time.time())))
+        self.store.add(record)
+        await self.remote.adopt(record)
+        return record
+
+    async def cancel_job_anywhere(self, job_id: str) -> None:
+        """DELETE /v1/jobs/{id}: 204, or 409 when the job already finished (on any replica)."""
+        record = await self.find_job(job_id)
+        if self.remote is None:
+            self.cancel_job(job_id)
+            return
+        if record.terminal or not await self.remote.cancel(record, "cancelled by the client"):
+            raise errors.conflict(f"job {job_id} already finished ({record.status})")
+        self._cancelled(record, "cancelled by the client")
 
     def cancel_job(self, job_id: str) -> None:
         record = self.job(job_id)
@@ -340,6 +467,8 @@ class SolveService:
                     continue
                 if live is None:
                     return
+                if live.id <= after:
+                    continue  # a job adopted from another replica replays from its start
                 yield live
         finally:
             # Synchronous on purpose: this runs inside a cancelled task on disconnect.

@@ -37,7 +37,11 @@ class Settings(BaseSettings):
         description="model ids or names that become their task's default, comma-separated")
     device: str = Field(
         default="auto", description="auto (cuda when available, else cpu), cpu, cuda:0 ...")
-    autocast: Literal["off", "bfloat16", "float16"] = "off"
+    dtype: Literal["auto", "float32", "bfloat16"] = Field(
+        default="auto", description="weights' dtype: auto = bf16 on CPUs with native bf16 "
+                                    "(several times faster there), fp32 + bf16 autocast on CUDA")
+    autocast: Literal["off", "bfloat16", "float16"] = Field(
+        default="off", description="force this autocast dtype (overrides dtype's choice)")
     warmup: bool = True
     seed: int = 0
     torch_threads: int | None = Field(
@@ -68,9 +72,34 @@ class Settings(BaseSettings):
     api_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
     problem_base_uri: str = "/problems/"
     shutdown_timeout_s: float = Field(default=30.0, ge=0)
+    mcp_allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["127.0.0.1:*", "localhost:*", "[::1]:*"],
+        description="Host headers /mcp accepts (DNS-rebinding guard), comma-separated, "
+                    "e.g. trm:8000 for a compose service; * accepts any")
     log_level: str = "info"
 
-    @field_validator("default_models", "api_keys", mode="before")
+    # Broker mode (Redis Streams): on when redis_url is set; unset keeps one in-process engine
+    redis_url: str | None = Field(
+        default=None, description="redis://host:port/db; API replicas enqueue, workers solve")
+    reclaim_idle_s: float = Field(
+        default=120.0, gt=0, description="a delivered job idle this long is reclaimed by another "
+        "worker; must exceed max_steps x worst step time plus a margin")
+    max_deliveries: int = Field(
+        default=3, ge=1, description="deliveries before a job goes to the dead-letter stream")
+    worker_heartbeat_s: float = Field(
+        default=2.0, gt=0, description="how often a worker announces itself (TTL is 3x)")
+    worker_id: str | None = Field(
+        default=None, description="consumer name of a worker; default host-pid")
+    worker_metrics_port: int | None = Field(
+        default=None, ge=0, le=65535, description="a worker's /metrics port; unset: none")
+    cache_enabled: bool = Field(
+        default=True, description="answer symmetric repeats of solved puzzles from Redis")
+    cache_ttl_s: float = Field(default=86400.0, gt=0)
+    worker_fault: Literal["", "drop", "slow"] = Field(
+        default="", description="fault injection for tests: drop = take jobs and never finish "
+        "them; slow = 5 ms extra per job step, so a batch is still running when a test kills it")
+
+    @field_validator("default_models", "api_keys", "mcp_allowed_hosts", mode="before")
     @classmethod
     def _comma_lists(cls, value: Any) -> Any:
         return _split_commas(value)

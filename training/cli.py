@@ -99,18 +99,35 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=commands.run_serve)
 
 
+def _add_worker(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("worker", help="run a broker-mode worker (options: trm worker --help)",
+                       add_help=False)
+    p.add_argument("args", nargs=argparse.REMAINDER)
+    p.set_defaults(func=commands.run_worker)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="trm", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_data, _add_train, _add_eval, _add_import, _add_export, _add_serve):
+    for add in (_add_data, _add_train, _add_eval, _add_import, _add_export, _add_serve,
+                _add_worker):
         add(sub)
     return parser
 
 
+_PASSTHROUGH = frozenset({"serve", "worker"})
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    # `serve` and `worker` pass their options through untouched: argparse's REMAINDER would
+    # reject a leading option such as `--redis-url`.
+    args, passthrough = build_parser().parse_known_args(argv)
+    if passthrough and args.command not in _PASSTHROUGH:
+        build_parser().parse_args(argv)  # reports the unknown arguments and exits
+    if args.command in _PASSTHROUGH:
+        args.args = passthrough + list(args.args)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:

@@ -150,3 +150,9 @@ def run_serve(args: argparse.Namespace) -> None:
     from app.__main__ import main as serve_main  # the service is an optional extra
 
     serve_main(args.args)
+
+
+def run_worker(args: argparse.Namespace) -> None:
+    from app.worker_main import main as worker_main  # needs the serve and scale extras
+
+    raise SystemExit(worker_main(args.args))

@@ -44,7 +44,7 @@ def export_step(model: TRM, path: Path) -> Path:
     batch = torch.export.Dim("batch", min=1, max=4096)
     dynamic = {name: {0: batch} for name in INPUTS}
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.onnx.export(StepGraph(model), example_inputs(model), str(path), dynamo=True,
+    torch.onnx.export(StepGraph(model).eval(), example_inputs(model), str(path), dynamo=True,
                       input_names=list(INPUTS), output_names=list(OUTPUTS),
                       dynamic_shapes=dynamic, verbose=False)
     return path

@@ -23,13 +23,14 @@ async def create_job(body: JobRequest, request: Request) -> Response:
     service = service_of(request)
     record = service.admit(body.task, body, kind="job", request_id=request_id_of(request),
                            keep_events=True)
+    await service.enqueued(record)
     return JSONResponse(record.snapshot(), status_code=202,
                         headers={"Location": f"/v1/jobs/{record.id}"})
 
 
 @router.get("/v1/jobs/{job_id}", response_model=JobObject, responses=PROBLEM_RESPONSES)
 async def get_job(job_id: str, request: Request) -> Response:
-    return JSONResponse(service_of(request).job(job_id).snapshot())
+    return JSONResponse((await service_of(request).find_job(job_id)).snapshot())
 
 
 @router.get("/v1/jobs/{job_id}/events", responses={**PROBLEM_RESPONSES,
@@ -41,7 +42,7 @@ async def job_events(job_id: str, request: Request,
                      ) -> Response:
     """The job's events after `Last-Event-ID` (all of them without it), then live ones."""
     service = service_of(request)
-    record = service.job(job_id)
+    record = await service.find_job(job_id)
     after = parse_last_event_id(last_event_id_header, last_event_id)
     events = service.events(record, after=after, cancel_on_close=False)
     return SSEResponse(events, service.settings.sse_retry_ms)
@@ -50,5 +51,5 @@ async def job_events(job_id: str, request: Request,
 @router.delete("/v1/jobs/{job_id}", status_code=204, responses=PROBLEM_RESPONSES)
 async def cancel_job(job_id: str, request: Request) -> Response:
     """Cancel a queued or running job; 409 when it already finished."""
-    service_of(request).cancel_job(job_id)
+    await service_of(request).cancel_job_anywhere(job_id)
     return Response(status_code=204)

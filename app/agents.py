@@ -1,0 +1,124 @@
+"""What agents see: solving with per-step callbacks through the service, the one-line verdict and
+text rendering of a result, and tool definitions generated from `SolveRequest`.
+
+The MCP server (`app.mcp_server`) and `GET /v1/tools` both build on this module, so an MCP tool
+and an OpenAI function tool accept the same arguments and answer with the same result object as
+`POST /v1/solve/{task}`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from app import errors
+from app.errors import ApiError
+from app.schemas import SolveRequest
+from app.service import SolveService
+from trm_core.tasks import TASKS
+
+# The request fields an agent may set; the rest (grid, stream, return_steps, timeouts, noise)
+# are transport or research knobs that only confuse a tool-calling model.
+AGENT_FIELDS = ("puzzle", "max_steps", "halting", "attempts", "model")
+StepCallback = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+def tool_name(task: str) -> str:
+    return f"solve_{task}"
+
+
+def tool_description(task: str) -> str:
+    return (f"Solve a {task} puzzle with a Tiny Recursive Model. The network refines the whole "
+            f"answer over up to max_steps supervision steps; every answer is checked against "
+            f"the rules, so status 'solved' means verified. Example puzzle (81 characters, "
+            f"'.' for a blank): ..3.2.6..9..3.5..1..18.64....81.29..7.......8..67.82....26."
+            f"95..8..2.3..9..5.1.3..")
+
+
+async def solve_with_steps(service: SolveService, task: str, request: SolveRequest,
+                           request_id: str, on_step: StepCallback) -> dict[str, Any]:
+    """Solve through the same admission and engine path as HTTP (metrics say endpoint="mcp"),
+    calling `on_step` with each `solve.step` event; raises `ApiError` for every refusal."""
+    record = service.admit(task, request, kind="mcp", request_id=request_id, keep_events=True)
+    events = service.events(record, after=-1, cancel_on_close=True)
+    # aclosing: a caller that gives up (cancelled tool call) cancels the engine job at once.
+    async with contextlib.aclosing(events):  # type: ignore[type-var]
+        async for event in events:
+            if event is None:
+                continue
+            if event.name == "solve.step":
+                await on_step(event.data)
+            elif event.name == "solve.completed":
+                return event.data
+            elif event.name == "solve.failed":
+                raise ApiError.from_problem(event.data)
+            elif event.name == "solve.cancelled":
+                raise errors.client_gone()
+    raise errors.internal("the solve ended without a result")
+
+
+def verdict(result: dict[str, Any]) -> str:
+    """One line a person or a model can act on."""
+    steps = result["steps_used"]
+    unit = "step" if steps == 1 else "steps"
+    if result["status"] == "solved":
+        return f"solved and verified in {steps} {unit}"
+    return (f"unsolved: the answer after {steps} {unit} breaks the rules or misses cells "
+            f"(confidence {result['confidence']:.2f}); try halting='never', more attempts, "
+            f"or an easier puzzle")
+
+
+def render_result(task: str, result: dict[str, Any]) -> str:
+    """The answer as the task's text grid followed by the verdict."""
+    cells = TASKS[task].parse(result["solution"])
+    return f"{TASKS[task].render(cells)}\n{verdict(result)}"
+
+
+def problem_message(error: ApiError) -> str:
+    """An `ApiError` as one message: its detail plus every field-level problem."""
+    parts = [error.detail]
+    for entry in error.errors or []:
+        msg = str(entry.get("msg", ""))
+        if msg and msg not in error.detail:
+            parts.append(msg)
+    return "; ".join(parts)
+
+
+# ----------------------------------------------------------------------- tool definitions
+
+def _strict(schema: dict[str, Any]) -> dict[str, Any]:
+    """OpenAI strict mode: no defaults or titles, every property required (optional ones are
+    already nullable), no additional properties."""
+    schema = copy.deepcopy(schema)
+    for prop in schema["properties"].values():
+        prop.pop("default", None)
+        prop.pop("title", None)
+    schema["required"] = list(schema["properties"])
+    schema["additionalProperties"] = False
+    schema.pop("title", None)
+    return schema
+
+
+def agent_parameters() -> dict[str, Any]:
+    """The JSON schema of a solve tool's arguments, cut from `SolveRequest`'s own schema."""
+    full = SolveRequest.model_json_schema()
+    properties = {name: full["properties"][name] for name in AGENT_FIELDS}
+    # `puzzle` is optional in the request only because `grid` may replace it; tools use puzzle.
+    properties["puzzle"] = {"type": "string",
+                            "description": full["properties"]["puzzle"]["description"]}
+    return {"type": "object", "properties": properties}
+
+
+def openai_tools(tasks: list[str]) -> list[dict[str, Any]]:
+    """Function-calling definitions (OpenAI Responses / Chat Completions `tools`)."""
+    parameters = _strict(agent_parameters())
+    return [{"type": "function", "name": tool_name(task), "description": tool_description(task),
+             "strict": True, "parameters": parameters} for task in tasks]
+
+
+def request_from_arguments(arguments: dict[str, Any]) -> SolveRequest:
+    """A tool call's arguments as a `SolveRequest` (nulls mean "the default")."""
+    chosen = {key: value for key, value in arguments.items() if value is not None}
+    return SolveRequest(**chosen)

@@ -1,0 +1,323 @@
+"""A broker-mode worker: takes solve jobs from Redis Streams and feeds the same `Engine` the
+embedded service uses; engine callbacks become events on each job's stream.
+
+Threads: the caller's thread runs `BrokerWorker.run` (read, reclaim, heartbeat, cancels); each
+engine steps on its `EngineWorker` thread; one publisher thread writes events and results in
+pipelined batches, so engine callbacks never wait on the network.
+
+Delivery guarantees: a message is acked only after its job's terminal event was written (or
+someone else already wrote one), so a worker that dies leaves its jobs pending; any worker's
+periodic XAUTOCLAIM takes them over once idle longer than `TRM_RECLAIM_IDLE_S` and restarts them
+from step 0. The finish script's SET NX on the result key makes the terminal event unique, and
+a job delivered more than `TRM_MAX_DELIVERIES` times is moved to the dead-letter stream and
+failed. Boundaries: no FastAPI; Redis access is the sync redis-py client.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import queue
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import redis
+
+from app import broker, cache, errors, payloads
+from app.jobs import JobRecord
+from app.registry import ModelEntry, ModelRegistry
+from app.settings import Settings
+from trm_core.engine import Job, JobResult, QueueFull, StepUpdate
+
+log = logging.getLogger(__name__)
+_MAX_BACKOFF_S = 5.0
+_READ_BLOCK_MS = 100
+
+
+@dataclass
+class Delivery:
+    """One job a worker holds: its message, where it came from, and its trajectory so far."""
+
+    message: broker.JobMessage
+    message_id: str
+    entry: ModelEntry
+    cells: np.ndarray
+    trajectory: list[dict[str, Any]] = field(default_factory=list)
+
+
+class BrokerWorker:
+    """Consumes the queue streams of every model in `registry` as consumer `worker_id`."""
+
+    def __init__(self, settings: Settings, registry: ModelRegistry, client: redis.Redis,
+                 worker_id: str | None = None) -> None:
+        self.settings = settings
+        self.client = client
+        self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}"
+        self.streams = {broker.queue_key(e.checkpoint.task, e.id): e
+                        for e in registry.entries.values()}
+        self._finish = client.register_script(broker.FINISH_SCRIPT)
+        self._out: queue.Queue[tuple[str, Delivery, Any]] = queue.Queue()
+        self._pubsub: Any = None
+        self._next_beat = 0.0
+        self._next_reclaim = 0.0
+        self.connected = threading.Event()
+
+    # ---------------------------------------------------------------------------- main loop
+
+    def run(self, stop: threading.Event) -> None:
+        """Serve until `stop` is set, reconnecting with exponential backoff whenever Redis is
+        unreachable; then let running jobs finish and flush their results."""
+        publisher = threading.Thread(target=self._publish_forever, args=(stop,),
+                                     name="broker-publisher", daemon=True)
+        publisher.start()
+        backoff = 0.2
+        while not stop.is_set():
+            try:
+                self._connect()
+                backoff = 0.2
+                while not stop.is_set():
+                    self._cycle(stop)
+            except redis.RedisError as exc:
+                self.connected.clear()
+                log.warning("redis unavailable (%s); retrying in %.1f s", exc, backoff)
+                stop.wait(backoff)
+                backoff = min(backoff * 2, _MAX_BACKOFF_S)
+        self._wind_down(publisher)
+
+    def _connect(self) -> None:
+        self.client.ping()
+        for stream in self.streams:
+            try:
+                self.client.xgroup_create(stream, broker.GROUP, id="0", mkstream=True)
+            except redis.ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+        if self._pubsub is not None:
+            self._pubsub.close()
+        self._pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+        self._pubsub.subscribe(broker.CANCEL_CHANNEL)
+        self._next_beat = self._next_reclaim = 0.0
+        self.connected.set()
+        log.info("worker %s connected; serving %s", self.worker_id,
+                 ", ".join(e.id for e in self.streams.values()))
+
+    def _cycle(self, stop: threading.Event) -> None:
+        now = time.monotonic()
+        if now >= self._next_beat:
+            self._heartbeat()
+            self._next_beat = now + self.settings.worker_heartbeat_s
+        if now >= self._next_reclaim:
+            self._reclaim()
+            self._next_reclaim = now + max(0.2, min(self.settings.reclaim_idle_s / 2, 10.0))
+        self._poll_cancels()
+        wanted: dict[Any, Any] = {s: ">" for s, e in self.streams.items() if _free(e) > 0}
+        if not wanted:
+            stop.wait(0.01)  # every slot busy: the engines' next ticks free some
+            return
+        count = max(_free(self.streams[s]) for s in wanted)
+        try:
+            replies: Any = self.client.xreadgroup(broker.GROUP, self.worker_id, wanted, count=count,
+                                             block=_READ_BLOCK_MS)
+        except redis.ResponseError as exc:
+            if "NOGROUP" in str(exc):  # Redis restarted without data: make the groups again
+                raise redis.ConnectionError("consumer group missing") from exc
+            raise
+        for stream, messages in replies or []:
+            for message_id, fields in messages:
+                self._take(self.streams[stream], message_id, fields)
+
+    def _heartbeat(self) -> None:
+        models = sorted(e.id for e in self.streams.values())
+        value = broker.heartbeat_value(self.worker_id, models, os.getpid())
+        ttl = max(1, int(self.settings.worker_heartbeat_s * 3 + 0.999))
+        self.client.set(broker.worker_key(self.worker_id), value, ex=ttl)
+
+    def _poll_cancels(self) -> None:
+        for _ in range(256):
+            message = self._pubsub.get_message(timeout=0)
+            if message is None:
+                return
+            if message.get("type") == "message":
+                for entry in self.streams.values():
+                    entry.engine.cancel(str(message["data"]))
+
+    # --------------------------------------------------------------------- taking jobs
+
+    def _take(self, entry: ModelEntry, message_id: str, fields: dict[str, str]) -> None:
+        """Start one delivered job on the engine, unless it already has a result."""
+        message = broker.JobMessage.from_fields(fields)
+        if self.settings.worker_fault == "drop":
+            log.warning("fault injection: dropping job %s", message.job_id)
+            return
+        if self.client.exists(broker.result_key(message.job_id)):
+            self.client.xack(broker.queue_key(entry.checkpoint.task, entry.id), broker.GROUP,
+                             message_id)
+            return  # finished (or cancelled) elsewhere: nothing to redo
+        cells = np.asarray(message.puzzle, dtype=np.int8)
+        delivery = Delivery(message, message_id, entry, cells)
+        job = Job(puzzle=cells, max_steps=message.max_steps,
+                  halting="never" if message.halting == "never" else "auto",
+                  attempts=message.attempts, latent_noise=message.latent_noise,
+                  deadline=time.monotonic() + message.remaining_s(),
+                  on_step=lambda update: self._on_step(delivery, update),
+                  on_done=lambda result: self._out.put(("done", delivery, result)),
+                  id=message.job_id)
+        try:
+            entry.engine.submit(job)
+        except QueueFull:
+            log.warning("engine queue full; job %s stays pending for another worker",
+                        message.job_id)
+        except ValueError as exc:
+            if "already queued or running" in str(exc):
+                return  # a reclaim of a job this worker is still running
+            self._out.put(("failed", delivery, f"invalid job: {exc}"))
+
+    def _on_step(self, delivery: Delivery, update: StepUpdate) -> None:
+        """Engine thread: record the step and hand its event to the publisher."""
+        if self.settings.worker_fault == "slow":
+            time.sleep(0.005)
+        task = delivery.entry.task
+        if delivery.message.return_steps:
+            delivery.trajectory.append(payloads.trajectory_entry(task, update))
+        if delivery.message.events == "all":
+            self._out.put(("step", delivery, update))
+
+    # --------------------------------------------------------------------- reclaiming
+
+    def _reclaim(self) -> None:
+        """Take over jobs idle longer than the reclaim time: their worker died (or hung)."""
+        idle_ms = int(self.settings.reclaim_idle_s * 1000)
+        for stream, entry in self.streams.items():
+            free = _free(entry)
+            if free <= 0:
+                continue
+            reply = self.client.xautoclaim(stream, broker.GROUP, self.worker_id, idle_ms,
+                                           start_id="0-0", count=free)
+            for message_id, fields in reply[1]:
+                if not fields:
+                    continue  # deleted while pending
+                pending = self.client.xpending_range(stream, broker.GROUP, min=message_id,
+                                                     max=message_id, count=1)
+                delivered = int(pending[0]["times_delivered"]) if pending else 1
+                if delivered > self.settings.max_deliveries:
+                    self._dead_letter(entry, message_id, fields, delivered)
+                else:
+                    log.warning("reclaimed job %s (delivery %d)", fields.get("job"), delivered)
+                    self._take(entry, message_id, fields)
+
+    def _dead_letter(self, entry: ModelEntry, message_id: str, fields: dict[str, str],
+                     delivered: int) -> None:
+        message = broker.JobMessage.from_fields(fields)
+        failed_on = delivered - 1
+        log.error("job %s failed on %d workers; dead-lettered", message.job_id, failed_on)
+        dead: dict[Any, Any] = {**fields, "deliveries": str(failed_on),
+                                "message_id": message_id}
+        self.client.xadd(broker.dead_letter_key(message.task, message.model), dead)
+        error = errors.internal(f"job failed on {failed_on} workers (delivered "
+                                f"{failed_on} times without an answer); moved to the "
+                                "dead-letter stream")
+        body = error.to_problem(message.request_id, self.settings.problem_base_uri)
+        keys, args = broker.finish_args(message, "solve.failed", body, self.settings.job_ttl_s,
+                                        message_id)
+        self._finish(keys=keys, args=args)
+
+    # ------------------------------------------------------------------------ publishing
+
+    def _publish_forever(self, stop: threading.Event) -> None:
+        """Publisher thread: write queued events in pipelined batches until stopped and idle."""
+        while not (stop.is_set() and self._out.empty() and self._idle()):
+            try:
+                first = self._out.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            batch = [first]
+            while len(batch) < 512:
+                try:
+                    batch.append(self._out.get_nowait())
+                except queue.Empty:
+                    break
+            self._publish(batch)
+
+    def _publish(self, batch: list[tuple[str, Delivery, Any]]) -> None:
+        ttl = max(1, int(self.settings.job_ttl_s))
+        pipe = self.client.pipeline(transaction=False)
+        for kind, delivery, payload in batch:
+            message = delivery.message
+            if kind == "step":
+                data = payloads.step_data(delivery.entry.task, payload)
+                key = broker.events_key(message.job_id)
+                fields: dict[Any, Any] = broker.event_fields("solve.step", data, payload.step)
+                pipe.xadd(key, fields,
+                          maxlen=broker.EVENT_MAXLEN, approximate=False)
+                pipe.expire(key, ttl)
+                continue
+            name, body = (self._terminal(delivery, payload) if kind == "done"
+                          else ("solve.failed", self._problem(message, str(payload))))
+            keys, args = broker.finish_args(message, name, body, ttl, delivery.message_id)
+            self._finish(keys=keys, args=args, client=pipe)
+            if kind == "done":
+                self._cache(pipe, delivery, payload)
+        try:
+            pipe.execute()
+        except redis.RedisError as exc:
+            # Unacked jobs stay pending and are reclaimed and redone: lost events, never a lost
+            # or duplicated result.
+            log.warning("could not publish %d event(s): %s", len(batch), exc)
+
+    def _terminal(self, delivery: Delivery, result: JobResult) -> tuple[str, dict[str, Any]]:
+        message = delivery.message
+        if result.status in ("solved", "unsolved"):
+            record = JobRecord(message.job_id, "job" if message.kind == "job" else "solve",
+                               message.task, message.model, message.max_steps,
+                               message.request_id, keep_events=False,
+                               return_steps=message.return_steps)
+            record.trajectory = delivery.trajectory
+            return "solve.completed", payloads.result_body(record, delivery.entry.task, result)
+        if result.status == "cancelled" and result.error != payloads.SHUTDOWN_REASON:
+            return "solve.cancelled", {"id": message.job_id, "status": "cancelled",
+                                       "reason": result.error or "cancelled"}
+        error, _ = payloads.failure_error(result, self.settings.retry_after_s)
+        return "solve.failed", error.to_problem(message.request_id,
+                                                self.settings.problem_base_uri)
+
+    def _problem(self, message: broker.JobMessage, detail: str) -> dict[str, Any]:
+        return errors.internal(detail).to_problem(message.request_id,
+                                                  self.settings.problem_base_uri)
+
+    def _cache(self, pipe: Any, delivery: Delivery, result: JobResult) -> None:
+        """Store a verified answer under its symmetry class."""
+        if not self.settings.cache_enabled or result.status != "solved" or not result.valid:
+            return
+        if result.answer is None:
+            return
+        message, entry = delivery.message, delivery.entry
+        key = cache.cache_key(entry.task, delivery.cells, entry.checkpoint.sha256,
+                              message.max_steps, message.halting, message.attempts)
+        value = cache.encode(key, result.answer, result.steps_used, result.halted_early,
+                             result.confidence, result.q_halt)
+        pipe.set(key.key, value, ex=max(1, int(self.settings.cache_ttl_s)))
+
+    # ------------------------------------------------------------------------- shutdown
+
+    def _idle(self) -> bool:
+        return not any(e.engine.busy for e in self.streams.values())
+
+    def _wind_down(self, publisher: threading.Thread) -> None:
+        """Finish running jobs within the shutdown timeout; the rest stay pending for others."""
+        deadline = time.monotonic() + self.settings.shutdown_timeout_s
+        while not self._idle() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        publisher.join(timeout=5.0)
+        with contextlib.suppress(redis.RedisError):
+            self.client.delete(broker.worker_key(self.worker_id))
+        log.info("worker %s stopped", self.worker_id)
+
+
+def _free(entry: ModelEntry) -> int:
+    """Jobs an engine can start now without queueing behind others."""
+    return entry.engine.free_slots - entry.engine.queue_depth
