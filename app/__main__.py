@@ -8,15 +8,13 @@ is also what a `trm serve` command calls.
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from app.main import create_app
 from app.server import build_server
-from app.settings import Settings
+from app.settings import settings_from_flags
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,11 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse flags, build the settings and serve until SIGINT/SIGTERM (then drain)."""
-    args = build_parser().parse_args(argv)
-    overrides: dict[str, Any] = {k: v for k, v in vars(args).items() if v is not None}
-    settings = Settings(**overrides)
-    logging.basicConfig(level=settings.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = settings_from_flags(vars(build_parser().parse_args(argv)))
     app = create_app(settings)
     server = build_server(app, settings, settings.host, settings.port)
     server.run()

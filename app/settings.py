@@ -6,6 +6,7 @@ from a `Settings` instance, so tests build their own without touching `os.enviro
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -122,3 +123,12 @@ class Settings(BaseSettings):
     def graceful_shutdown_s(self) -> float:
         """What uvicorn waits for open connections: the drain plus time for the last events."""
         return self.shutdown_timeout_s + 5.0
+
+
+def settings_from_flags(flags: dict[str, Any]) -> Settings:
+    """Settings for a command-line entry point: the flags that were given override the TRM_*
+    environment; logging is configured at the resulting level."""
+    settings = Settings(**{k: v for k, v in flags.items() if v is not None})
+    logging.basicConfig(level=settings.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return settings

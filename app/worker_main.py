@@ -16,7 +16,6 @@ import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import redis
 from prometheus_client import start_http_server
@@ -24,7 +23,7 @@ from prometheus_client import start_http_server
 from app.broker_worker import BrokerWorker
 from app.metrics import Metrics
 from app.registry import ModelRegistry
-from app.settings import Settings
+from app.settings import Settings, settings_from_flags
 
 log = logging.getLogger(__name__)
 
@@ -81,11 +80,7 @@ def serve(settings: Settings, stop: threading.Event) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    overrides: dict[str, Any] = {k: v for k, v in vars(args).items() if v is not None}
-    settings = Settings(**overrides)
-    logging.basicConfig(level=settings.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = settings_from_flags(vars(build_parser().parse_args(argv)))
     if not settings.redis_url:
         log.error("a worker needs TRM_REDIS_URL (or --redis-url)")
         return 2
