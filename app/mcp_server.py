@@ -30,7 +30,6 @@ from app.errors import ApiError
 from app.schemas import ModelList, SolveRequest, SolveResult
 from app.service import SolveService
 from app.settings import Settings
-from trm_core.tasks import TASKS
 
 log = logging.getLogger(__name__)
 MCP_PATH = "/mcp"
@@ -87,7 +86,7 @@ def build_mcp(service: SolveService, settings: Settings) -> FastMCP:  # type: ig
         "trm-serve", instructions=INSTRUCTIONS, streamable_http_path=MCP_PATH,
         # Stateless: each call stands alone, so any replica behind a balancer can answer it.
         stateless_http=True, transport_security=transport_security(settings))
-    for task in sorted(TASKS):
+    for task in service.registry.served_tasks():
         server.add_tool(_solve_tool(service, task), name=tool_name(task),
                         title=f"Solve {task}", description=tool_description(task),
                         annotations=READ_ONLY, structured_output=True)

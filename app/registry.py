@@ -17,11 +17,11 @@ import torch
 from app.metrics import Metrics, ModelMetrics
 from app.settings import Settings
 from app.worker import EngineWorker
-from trm_core.checkpoint import Checkpoint, find_checkpoints, load_checkpoint
+from trm_core.checkpoint import Checkpoint, find_checkpoints, load_checkpoint, read_card
 from trm_core.engine import Engine, TickStats
 from trm_core.inference import prepare_for_inference
 from trm_core.model import count_parameters
-from trm_core.tasks import get_task
+from trm_core.tasks import TASKS, get_task
 from trm_core.tasks.base import Task
 
 log = logging.getLogger(__name__)
@@ -92,6 +92,20 @@ class ModelRegistry:
         self.defaults: dict[str, str] = {}
         self.load_errors: list[str] = []
         self.loaded = False
+        self._served: list[str] | None = None
+
+    def served_tasks(self) -> list[str]:
+        """Tasks with a checkpoint to serve, read once from the cards (known before loading, so
+        the tools advertised to agents never name a task no model can answer)."""
+        if self._served is None:
+            tasks = set()
+            for stem in find_checkpoints(self.settings.checkpoint_dir):
+                try:
+                    tasks.add(str(read_card(stem)["task"]))
+                except (OSError, ValueError, KeyError):
+                    continue  # loading reports the broken card
+            self._served = sorted(tasks & set(TASKS))
+        return self._served
 
     # ------------------------------------------------------------------------------- loading
 

@@ -175,9 +175,11 @@ class SolveService:
               request_id: str, keep_events: bool) -> JobRecord:
         """Validate, parse and submit one puzzle; raises `ApiError` for every refusal."""
         task = TASKS.get(task_name)
-        if task is None:
-            raise errors.not_found("task", f"unknown task {task_name!r}; known tasks: "
-                                   f"{', '.join(sorted(TASKS))}", known=sorted(TASKS))
+        served = self.registry.served_tasks()
+        if task is None or task_name not in served:
+            what = "unknown task" if task is None else "no model is loaded for task"
+            raise errors.not_found("task", f"{what} {task_name!r}; known tasks: "
+                                   f"{', '.join(served)}", known=served)
         endpoint = ENDPOINT_OF[kind]
         if self.draining or not self.started:
             self._reject(task_name, request.model, endpoint,

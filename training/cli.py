@@ -1,6 +1,8 @@
 """The `trm` command: build data, train, evaluate, import official checkpoints, serve.
 
     trm data sudoku --out data/sudoku            # generate train/val/test CSVs (disjoint splits)
+    trm data maze --out data/maze --difficulty hard --exclude training/data/maze-hard-test.csv
+    trm data-arc --build arc1 --out data/arc1    # augmented ARC-AGI arrays (train, test)
     trm train training/configs/sudoku-tiny-cpu.toml --set train.total_steps=500
     trm eval checkpoints/sudoku/trm-sudoku-tiny --data data/sudoku/test.csv
     trm import-official step_50000.pt --config official.json --out checkpoints/sudoku/imported
@@ -23,9 +25,10 @@ from training import commands
 
 def _add_data(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("data", help="generate puzzle CSVs with splits disjoint under symmetry")
-    p.add_argument("task", choices=["sudoku"], help="which task's generator to run")
+    p.add_argument("task", choices=["sudoku", "maze"], help="which task's generator to run")
     p.add_argument("--out", type=Path, default=Path("data/sudoku"), help="output folder")
-    p.add_argument("--difficulty", default="easy", help="bucket to generate: easy, medium, hard")
+    p.add_argument("--difficulty", default="easy",
+                   help="bucket to generate: easy, medium, hard (both tasks)")
     p.add_argument("--train", type=int, default=20000, help="training puzzles")
     p.add_argument("--val", type=int, default=500, help="validation puzzles")
     p.add_argument("--test", type=int, default=0, help="test puzzles (0: none)")
@@ -34,6 +37,19 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=0, help="processes (0: all cores)")
     p.set_defaults(func=commands.run_data)
+
+
+def _add_data_arc(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("data-arc", help="build augmented ARC-AGI arrays (train and test splits)")
+    p.add_argument("--build", choices=["arc1", "arc2"], default="arc1",
+                   help="arc1: training+evaluation+concept, tested on evaluation; "
+                        "arc2: training2+evaluation2+concept, tested on evaluation2")
+    p.add_argument("--augmentations", type=int, default=1000, help="versions per task")
+    p.add_argument("--out", type=Path, default=Path("data/arc1"), help="output folder")
+    p.add_argument("--source", type=Path, default=Path("../shared/data/arc"),
+                   help="folder of arc-agi_<subset>_{challenges,solutions}.json")
+    p.add_argument("--seed", type=int, default=42)
+    p.set_defaults(func=commands.run_data_arc)
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
@@ -111,8 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_data, _add_train, _add_eval, _add_import, _add_export, _add_serve,
-                _add_worker):
+    for add in (_add_data, _add_data_arc, _add_train, _add_eval, _add_import, _add_export,
+                _add_serve, _add_worker):
         add(sub)
     return parser
 

@@ -156,3 +156,10 @@ def run_worker(args: argparse.Namespace) -> None:
     from app.worker_main import main as worker_main  # needs the serve and scale extras
 
     raise SystemExit(worker_main(args.args))
+
+
+def run_data_arc(args: argparse.Namespace) -> dict[str, Any]:
+    """Build the augmented ARC-AGI arrays; returns the split manifests."""
+    from trm_core.arc_data import build_arc
+
+    return build_arc(args.source, args.out, args.build, args.augmentations, seed=args.seed)

@@ -10,34 +10,65 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from trm_core.tasks import get_task
-from trm_core.tasks.sudoku_generate import generate, read_csv, write_csv
+from trm_core.tasks import get_task, maze_generate, sudoku_generate
 
 log = logging.getLogger(__name__)
 SPLITS = ("test", "val", "train")  # filled in this order: held-out sets first
 
 
-def canonical_key(puzzle: str) -> bytes:
-    task = get_task("sudoku")
+@dataclass(frozen=True)
+class Generator:
+    """A task's dataset tools: its generator, CSV I/O, and how splits are kept apart."""
+
+    generate: Callable[[int, str, int, int | None], Sequence[Sequence[Any]]]
+    write_csv: Callable[[Path, Iterable[Sequence[Any]]], int]
+    read_csv: Callable[[Path], Sequence[Any]]
+    disjoint_under: str
+
+
+GENERATORS = {
+    "sudoku": Generator(sudoku_generate.generate, sudoku_generate.write_csv,
+                        sudoku_generate.read_csv,
+                        "digit relabelling, transpose, band/stack and row/column swaps"),
+    "maze": Generator(maze_generate.generate, maze_generate.write_csv, maze_generate.read_csv,
+                      "the 8 rotations and reflections"),
+}
+
+
+def generator_for(task_name: str) -> Generator:
+    """The dataset tools of a task; ValueError when it has no generator."""
+    if task_name not in GENERATORS:
+        raise ValueError(f"no generator for task {task_name!r}")
+    return GENERATORS[task_name]
+
+
+def canonical_key(puzzle: str, task_name: str = "sudoku") -> bytes:
+    task = get_task(task_name)
     return task.canonical_form(task.parse(puzzle))[0]
 
 
-def canonical_keys(puzzles: list[str], workers: int | None = None) -> list[bytes]:
+def canonical_keys(puzzles: list[str], workers: int | None = None,
+                   task_name: str = "sudoku") -> list[bytes]:
     """Canonical keys of many puzzles, on all cores."""
     workers = max(1, min(workers or os.cpu_count() or 1, len(puzzles) or 1))
+    key = partial(canonical_key, task_name=task_name)
     if workers == 1:
-        return [canonical_key(p) for p in puzzles]
+        return [key(p) for p in puzzles]
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        return list(pool.map(canonical_key, puzzles, chunksize=max(1, len(puzzles) // 64)))
+        return list(pool.map(key, puzzles, chunksize=max(1, len(puzzles) // 64)))
 
 
-def _excluded_keys(paths: list[Path], workers: int | None) -> set[bytes]:
+def _excluded_keys(paths: list[Path], workers: int | None, task_name: str) -> set[bytes]:
+    read_csv = generator_for(task_name).read_csv
     puzzles = [record.puzzle for path in paths for record in read_csv(path)]
-    return set(canonical_keys(puzzles, workers))
+    return set(canonical_keys(puzzles, workers, task_name))
 
 
 def build_splits(task_name: str, out: Path, difficulty: str, counts: dict[str, int],
@@ -45,33 +76,33 @@ def build_splits(task_name: str, out: Path, difficulty: str, counts: dict[str, i
     """Write `<out>/{train,val,test}.csv` (splits with a count of 0 are skipped) and
     `<out>/manifest.json`. Puzzles are unique up to symmetry across all splits and disjoint
     from every puzzle in the `exclude` files."""
-    if task_name != "sudoku":
-        raise ValueError(f"no generator for task {task_name!r}")
+    tools = generator_for(task_name)
     started = time.perf_counter()
-    seen = _excluded_keys(exclude, workers)
+    seen = _excluded_keys(exclude, workers, task_name)
     wanted = sum(counts.values())
-    rows: list[tuple[str, str, int]] = []
+    rows: list[Sequence[Any]] = []
     batch_seed = seed
     while len(rows) < wanted:
-        fresh = generate(int((wanted - len(rows)) * 1.05) + 8, difficulty, batch_seed, workers)
-        keys = canonical_keys([r[0] for r in fresh], workers)
+        fresh = tools.generate(int((wanted - len(rows)) * 1.05) + 8, difficulty, batch_seed,
+                               workers)
+        keys = canonical_keys([str(r[0]) for r in fresh], workers, task_name)
         for row, key in zip(fresh, keys, strict=True):
             if key not in seen and len(rows) < wanted:
                 seen.add(key)
                 rows.append(row)
         batch_seed += 1_000_003  # a new, non-overlapping seed stream for top-ups
     out.mkdir(parents=True, exist_ok=True)
-    written = _write_splits(out, rows, counts)
+    written = _write_splits(out, rows, counts, tools.write_csv)
     manifest = {"task": task_name, "difficulty": difficulty, "seed": seed, "splits": written,
                 "excluded": [str(p) for p in exclude],
-                "disjoint_under": "digit relabelling, transpose, band/stack and row/column swaps",
+                "disjoint_under": tools.disjoint_under,
                 "seconds": round(time.perf_counter() - started, 1)}
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
 
 
-def _write_splits(out: Path, rows: list[tuple[str, str, int]],
-                  counts: dict[str, int]) -> dict[str, int]:
+def _write_splits(out: Path, rows: list[Sequence[Any]], counts: dict[str, int],
+                  write_csv: Callable[[Path, Iterable[Sequence[Any]]], int]) -> dict[str, int]:
     written, start = {}, 0
     for split in SPLITS:
         count = counts.get(split, 0)
@@ -81,8 +112,11 @@ def _write_splits(out: Path, rows: list[tuple[str, str, int]],
     return written
 
 
-def splits_disjoint(paths: list[Path], workers: int | None = None) -> bool:
+def splits_disjoint(paths: list[Path], workers: int | None = None,
+                    task_name: str = "sudoku") -> bool:
     """True when no puzzle in one file is a symmetric image of a puzzle in another."""
-    keys_per_file = [set(canonical_keys([r.puzzle for r in read_csv(p)], workers)) for p in paths]
+    read_csv = generator_for(task_name).read_csv
+    keys_per_file = [set(canonical_keys([r.puzzle for r in read_csv(p)], workers, task_name))
+                     for p in paths]
     total = sum(len(keys) for keys in keys_per_file)
     return len(set().union(*keys_per_file)) == total

@@ -8,7 +8,6 @@ from typing import Any, Literal
 from fastapi import APIRouter, Query, Request
 
 from app.agents import openai_tools
-from trm_core.tasks import TASKS
 
 router = APIRouter(tags=["agents"])
 
@@ -20,7 +19,8 @@ async def tools(request: Request,
                                           "/mcp lists")) -> dict[str, Any]:
     """Tool definitions an agent framework can hand to a model."""
     if format == "openai":
-        return {"object": "list", "format": format, "data": openai_tools(sorted(TASKS))}
+        tasks = request.app.state.service.registry.served_tasks()
+        return {"object": "list", "format": format, "data": openai_tools(tasks)}
     listed = await request.app.state.mcp.list_tools()
     return {"object": "list", "format": format,
             "data": [tool.model_dump(mode="json", by_alias=True, exclude_none=True)

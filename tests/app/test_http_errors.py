@@ -39,6 +39,13 @@ def test_unknown_task_names_the_known_ones(client: httpx.Client) -> None:
     assert "sudoku" in body["detail"] and body["known"] == ["sudoku"]
 
 
+def test_task_without_a_model_is_404_naming_the_served_ones(client: httpx.Client) -> None:
+    body = assert_problem(client.post("/v1/solve/maze", json={"puzzle": "#" * 900}), 404)
+    assert body["detail"] == "no model is loaded for task 'maze'; known tasks: sudoku"
+    tools = client.get("/v1/tools").json()["data"]
+    assert [tool["name"] for tool in tools] == ["solve_sudoku"]
+
+
 def test_unknown_model_names_the_available_ones(client: httpx.Client) -> None:
     response = client.post(SOLVE, json={"puzzle": PUZZLE, "model": "trm-sudoku-huge@3"})
     body = assert_problem(response, 404)

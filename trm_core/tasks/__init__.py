@@ -1,9 +1,11 @@
 """Task registry: one module per puzzle family, looked up by name."""
 
+from trm_core.tasks.arc import ArcTask
 from trm_core.tasks.base import PuzzleError, Symmetry, Task
+from trm_core.tasks.maze import MazeTask
 from trm_core.tasks.sudoku import SudokuTask
 
-TASKS: dict[str, Task] = {task.name: task for task in (SudokuTask(),)}
+TASKS: dict[str, Task] = {task.name: task for task in (SudokuTask(), MazeTask(), ArcTask())}
 
 
 def get_task(name: str) -> Task:
