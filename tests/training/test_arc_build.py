@@ -1,4 +1,6 @@
-"""The ARC-AGI dataset builder on small slices of the real data and on synthetic tasks."""
+"""The ARC-AGI dataset builder on a committed slice of the real data (`tests/data/arc`: a few
+tasks of each file, three ARC-1 evaluation tasks among them that ARC-2's training set also
+holds), on synthetic tasks, and, where the full data sits beside the repository, on all of it."""
 
 from __future__ import annotations
 
@@ -13,8 +15,9 @@ from training.cli import main
 from trm_core.arc_data import Version, build_arc, draw_versions, load_subset
 from trm_core.tasks.arc import decode, locate
 
-SOURCE = Path(__file__).resolve().parents[3] / "shared" / "data" / "arc"
-pytestmark = pytest.mark.skipif(not SOURCE.exists(), reason="ARC data not present")
+SOURCE = Path(__file__).resolve().parents[1] / "data" / "arc"
+FULL = Path(__file__).resolve().parents[3] / "shared" / "data" / "arc"
+needs_full_data = pytest.mark.skipif(not FULL.exists(), reason="full ARC data not present")
 SLICE = {"training": 5, "evaluation": 3, "concept": 0}
 
 
@@ -121,18 +124,25 @@ def test_duplicates_are_rejected_and_draws_are_capped(tmp_path: Path) -> None:
     assert manifests["train"]["tasks_with_fewer_versions"] == 2
 
 
-def test_mixing_arc2_training_with_arc1_evaluation_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="376 tasks of training subset 'training2'"):
-        build_arc(SOURCE, tmp_path, subsets=("training2", "evaluation", "concept"),
+@pytest.mark.parametrize("source, overlap", [
+    (SOURCE, 3), pytest.param(FULL, 376, marks=needs_full_data)])
+def test_mixing_arc2_training_with_arc1_evaluation_is_refused(tmp_path: Path, source: Path,
+                                                              overlap: int) -> None:
+    with pytest.raises(ValueError, match=f"{overlap} tasks of training subset 'training2'"):
+        build_arc(source, tmp_path, subsets=("training2", "evaluation", "concept"),
                   test_subset="evaluation", augmentations=1)
     assert not (tmp_path / "train").exists()
 
 
-def test_cli_builds_without_augmentation(tmp_path: Path, capsys: pytest.CaptureFixture[str]
-                                         ) -> None:
+@pytest.mark.parametrize("source, test_groups, train_groups", [
+    (SOURCE, 2, 10), pytest.param(FULL, 120, 1280, marks=needs_full_data)])
+def test_cli_builds_without_augmentation(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                         source: Path, test_groups: int,
+                                         train_groups: int) -> None:
     code = main(["data-arc", "--build", "arc2", "--augmentations", "0", "--out",
-                 str(tmp_path), "--source", str(SOURCE)])
+                 str(tmp_path), "--source", str(source)])
     assert code == 0
     report = json.loads(capsys.readouterr().out)
-    assert report["test"]["groups"] == 120 and report["train"]["groups"] == 1280
-    assert report["train"]["identifiers"] == 1281
+    assert report["test"]["groups"] == test_groups
+    assert report["train"]["groups"] == train_groups
+    assert report["train"]["identifiers"] == train_groups + 1
