@@ -20,16 +20,14 @@ from __future__ import annotations
 
 import csv
 import logging
-import os
-import time
 from collections.abc import Iterable, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 
+from trm_core.tasks.generation import generate_seeded
 from trm_core.tasks.maze import (
     GOAL,
     N_CELLS,
@@ -180,18 +178,7 @@ def generate(
         raise ValueError(
             f"unknown difficulty {difficulty!r}; choose from {', '.join(DIFFICULTIES)}"
         )
-    jobs = [(seed, index, difficulty) for index in range(n)]
-    workers = max(1, min(workers or os.cpu_count() or 1, n))
-    start = time.perf_counter()
-    if workers == 1:
-        rows = [_generate_one(job) for job in jobs]
-    else:
-        chunksize = max(1, n // (workers * 16))
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            rows = list(pool.map(_generate_one, jobs, chunksize=chunksize))
-    elapsed = time.perf_counter() - start
-    logger.info("generated %d %s mazes in %.1f s with %d workers", n, difficulty, elapsed, workers)
-    return rows
+    return generate_seeded(_generate_one, n, difficulty, seed, workers, noun="mazes")
 
 
 # ------------------------------------------------------------------------------------- CSV
