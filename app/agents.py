@@ -72,7 +72,7 @@ def verdict(result: dict[str, Any]) -> str:
 
 def render_result(task: str, result: dict[str, Any]) -> str:
     """The answer as the task's text grid followed by the verdict."""
-    cells = TASKS[task].parse(result["solution"])
+    cells = TASKS[task].from_grid(result["grid"])
     return f"{TASKS[task].render(cells)}\n{verdict(result)}"
 
 

@@ -14,7 +14,7 @@ from typing import Any, Literal
 import numpy as np
 
 from trm_core.tasks.sudoku import format_cells
-from trm_core.tasks.sudoku_generate import DIFFICULTIES, generate_puzzle
+from trm_core.tasks.sudoku_generate import generate_of_difficulty
 
 Difficulty = Literal["easy", "medium", "hard"]
 # Hard puzzles take ~50 ms on one core; 200 attempts bound the rare unlucky draw.
@@ -59,11 +59,9 @@ SUDOKU_EXAMPLES: list[dict[str, Any]] = [
 
 
 def _generate(difficulty: Difficulty, seed: int | None) -> dict[str, Any]:
-    spec = DIFFICULTIES[difficulty]
     with _PARALLEL:
-        puzzle, solution, guesses = generate_puzzle(
-            np.random.default_rng(seed), spec.min_givens, spec.max_givens, spec.min_guesses,
-            spec.max_guesses, spec.minimal, max_attempts=_MAX_ATTEMPTS)
+        puzzle, solution, guesses = generate_of_difficulty(
+            np.random.default_rng(seed), difficulty, max_attempts=_MAX_ATTEMPTS)
     return {"difficulty": difficulty, "puzzle": format_cells(puzzle),
             "solution": format_cells(solution), "givens": int(np.count_nonzero(puzzle)),
             "guesses": guesses, "seed": seed}

@@ -26,7 +26,8 @@ from training import commands
 def _add_data(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("data", help="generate puzzle CSVs with splits disjoint under symmetry")
     p.add_argument("task", choices=["sudoku", "maze"], help="which task's generator to run")
-    p.add_argument("--out", type=Path, default=Path("data/sudoku"), help="output folder")
+    p.add_argument("--out", type=Path, default=None,
+                   help="output folder (default: data/TASK-DIFFICULTY)")
     p.add_argument("--difficulty", default="easy",
                    help="bucket to generate: easy, medium, hard (both tasks)")
     p.add_argument("--train", type=int, default=20000, help="training puzzles")

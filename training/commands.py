@@ -24,6 +24,7 @@ from trm_core.checkpoint import (
 from trm_core.config import ModelConfig
 from trm_core.data import load_puzzle_csv
 from trm_core.evaluate import evaluate, format_table
+from trm_core.model import count_parameters
 from trm_core.official import load_official
 from trm_core.resume import remove_resume
 from trm_core.tasks import get_task
@@ -35,7 +36,8 @@ log = logging.getLogger(__name__)
 
 def run_data(args: argparse.Namespace) -> dict[str, Any]:
     """Generate train/val/test CSVs, disjoint under the task's symmetries."""
-    return build_splits(args.task, args.out, difficulty=args.difficulty,
+    out = args.out or Path("data") / f"{args.task}-{args.difficulty}"
+    return build_splits(args.task, out, difficulty=args.difficulty,
                         counts={"train": args.train, "val": args.val, "test": args.test},
                         exclude=args.exclude, seed=args.seed, workers=args.workers or None)
 
@@ -132,7 +134,7 @@ def run_import(args: argparse.Namespace) -> dict[str, Any]:
     card = {"name": args.name, "task": args.task, "step": None,
             "data": {"imported_from": str(args.weights)}}
     stem = save_checkpoint(args.out, model, card)
-    return {"checkpoint": str(stem), "parameters": sum(p.numel() for p in model.parameters())}
+    return {"checkpoint": str(stem), "parameters": count_parameters(model)}
 
 
 def run_export(args: argparse.Namespace) -> dict[str, Any]:

@@ -8,16 +8,15 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 from trm_core.tasks import get_task, maze_generate, sudoku_generate
+from trm_core.tasks.generation import parallel_map
 
 log = logging.getLogger(__name__)
 SPLITS = ("test", "val", "train")  # filled in this order: held-out sets first
@@ -57,12 +56,7 @@ def canonical_key(puzzle: str, task_name: str = "sudoku") -> bytes:
 def canonical_keys(puzzles: list[str], workers: int | None = None,
                    task_name: str = "sudoku") -> list[bytes]:
     """Canonical keys of many puzzles, on all cores."""
-    workers = max(1, min(workers or os.cpu_count() or 1, len(puzzles) or 1))
-    key = partial(canonical_key, task_name=task_name)
-    if workers == 1:
-        return [key(p) for p in puzzles]
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        return list(pool.map(key, puzzles, chunksize=max(1, len(puzzles) // 64)))
+    return parallel_map(partial(canonical_key, task_name=task_name), puzzles, workers)
 
 
 def _excluded_keys(paths: list[Path], workers: int | None, task_name: str) -> set[bytes]:

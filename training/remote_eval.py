@@ -36,7 +36,7 @@ def _post(url: str, body: dict[str, Any], headers: dict[str, str], retries: int 
 
 
 def _as_result(task: Task, reply: dict[str, Any]) -> JobResult:
-    answer = task.parse(reply["solution"]) if reply.get("solution") else None
+    answer = task.from_grid(reply["grid"]) if reply.get("grid") else None
     return JobResult(job_id=str(reply.get("id", "")), status=reply["status"], answer=answer,
                      valid=bool(reply.get("valid")), steps_used=int(reply.get("steps_used", 0)),
                      halted_early=bool(reply.get("halted_early")),

@@ -96,3 +96,13 @@ def test_agent_loop_with_a_scripted_model_turn(http: httpx.Client) -> None:
 def test_a_tool_call_with_a_bad_puzzle_returns_the_problem(http: httpx.Client) -> None:
     output = json.loads(run_tool(http, "solve_sudoku", json.dumps({"puzzle": "55" + "." * 79})))
     assert output["status"] == 422 and "appears twice in row 1" in output["detail"]
+
+
+def test_an_unsolved_answer_that_breaks_the_rules_still_renders() -> None:
+    """Model answers may repeat digits; rendering them must not apply a user puzzle's checks."""
+    from app.agents import render_result
+
+    result = {"status": "unsolved", "steps_used": 16, "confidence": 0.5,
+              "solution": "1" * 81, "grid": [[1] * 9] * 9}
+    text = render_result("sudoku", result)
+    assert text.startswith("1 1 1 | 1 1 1 | 1 1 1") and "unsolved" in text.splitlines()[-1]

@@ -105,3 +105,13 @@ def test_eval_against_a_running_service(tmp_path: Path, capsys: pytest.CaptureFi
 def test_eval_needs_a_checkpoint_or_url(capsys: pytest.CaptureFixture) -> None:
     assert main(["eval", "--data", "x.csv"]) == 2
     assert "name a checkpoint, or a service with --url" in capsys.readouterr().err
+
+
+def test_service_answers_that_break_the_rules_are_scored_not_rejected() -> None:
+    from training.remote_eval import _as_result
+    from trm_core.tasks import get_task
+
+    reply = {"id": "slv_1", "status": "unsolved", "solution": "1" * 81,
+             "grid": [[1] * 9] * 9, "valid": False, "steps_used": 16}
+    result = _as_result(get_task("sudoku"), reply)
+    assert result.answer is not None and int(result.answer.sum()) == 81 and not result.valid

@@ -82,6 +82,11 @@ class Task(ABC):
         """Cells as a row-major nested list."""
         return np.asarray(cells).reshape(self.grid_shape).tolist()
 
+    def from_grid(self, grid: list[list[int]]) -> np.ndarray:
+        """The inverse of `to_grid`, without `parse`'s rule checks: for answers the model gave
+        (which may break the rules), never for a user's puzzle."""
+        return np.asarray(grid, dtype=np.int8).reshape(self.seq_len)
+
     @abstractmethod
     def random_symmetry(self, rng: np.random.Generator) -> Symmetry:
         """A uniformly drawn element of the task's symmetry group."""

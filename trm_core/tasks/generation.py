@@ -1,35 +1,63 @@
-"""Seeded generation on all cores, shared by the tasks' puzzle generators: item i of a run is
-made from (seed, i) alone, so the result depends only on (n, difficulty, seed), never on how
-many worker processes made it."""
+"""What every task's data tools share: a process-pool map, seeded generation on all cores (item i
+of a run is made from (seed, i) alone, so the result depends only on (n, difficulty, seed),
+never on how many worker processes made it), and the CSV rows of puzzle files."""
 
 from __future__ import annotations
 
+import csv
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 from typing import TypeVar
 
 logger = logging.getLogger(__name__)
+Item = TypeVar("Item")
 Row = TypeVar("Row")
 Job = tuple[int, int, str]  # (seed, index, difficulty)
 
 
+def parallel_map(function: Callable[[Item], Row], items: Sequence[Item],
+                 workers: int | None = None) -> list[Row]:
+    """`[function(item) for item in items]` in a process pool of `workers` (default: all
+    cores), in order. `function` must be picklable (module level, or a partial of one)."""
+    workers = max(1, min(workers or os.cpu_count() or 1, len(items) or 1))
+    if workers == 1:
+        return [function(item) for item in items]
+    # Small chunks keep every core busy when a few items take much longer than the rest.
+    chunksize = max(1, len(items) // (workers * 16))
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(function, items, chunksize=chunksize))
+
+
 def generate_seeded(make_one: Callable[[Job], Row], n: int, difficulty: str, seed: int,
                     workers: int | None = None, noun: str = "puzzles") -> list[Row]:
-    """`make_one((seed, i, difficulty))` for i in range(n), in a process pool of `workers`
-    (default: all cores). `make_one` must be a module-level function (it is pickled)."""
-    jobs = [(seed, index, difficulty) for index in range(n)]
-    workers = max(1, min(workers or os.cpu_count() or 1, n))
+    """`make_one((seed, i, difficulty))` for i in range(n), on all cores."""
     start = time.perf_counter()
-    if workers == 1:
-        rows = [make_one(job) for job in jobs]
-    else:
-        # Small chunks keep every core busy when a few items take many attempts.
-        chunksize = max(1, n // (workers * 16))
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            rows = list(pool.map(make_one, jobs, chunksize=chunksize))
-    logger.info("generated %d %s %s in %.1f s with %d workers", n, difficulty, noun,
-                time.perf_counter() - start, workers)
+    rows = parallel_map(make_one, [(seed, index, difficulty) for index in range(n)], workers)
+    logger.info("generated %d %s %s in %.1f s", n, difficulty, noun, time.perf_counter() - start)
     return rows
+
+
+def write_rows(path: str | Path, fields: Sequence[str], rows: Iterable[Sequence[object]]) -> int:
+    """A CSV with header `fields`, one line per row; returns how many rows were written."""
+    count = 0
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(fields)
+        for row in rows:
+            writer.writerow(row)
+            count += 1
+    return count
+
+
+def read_rows(path: str | Path, fields: Sequence[str]) -> list[dict[str, str]]:
+    """The rows of a CSV as dicts; raises ValueError naming any of `fields` it lacks."""
+    with open(path, newline="") as handle:
+        reader = csv.DictReader(handle)
+        missing = [name for name in fields if name not in (reader.fieldnames or ())]
+        if missing:
+            raise ValueError(f"{path}: missing column(s) {', '.join(missing)}")
+        return list(reader)

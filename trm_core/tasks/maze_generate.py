@@ -18,7 +18,6 @@ the path: path cells, S and G included, with three or more open neighbours.
 
 from __future__ import annotations
 
-import csv
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -27,7 +26,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from trm_core.tasks.generation import generate_seeded
+from trm_core.tasks.generation import generate_seeded, read_rows, write_rows
 from trm_core.tasks.maze import (
     GOAL,
     N_CELLS,
@@ -199,26 +198,15 @@ class MazeRecord(NamedTuple):
 def write_csv(path: str | Path, rows: Iterable[Sequence[str | int]]) -> int:
     """Write rows (maze, solution, path_length[, bucket]) under the CSV_FIELDS header, filling
     in a missing bucket with `bucket_of`; returns how many rows were written."""
-    count = 0
-    with open(path, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(CSV_FIELDS)
-        for row in rows:
-            steps = int(row[2])
-            bucket = str(row[3]) if len(row) > 3 else bucket_of(steps)
-            writer.writerow((str(row[0]), str(row[1]), steps, bucket))
-            count += 1
-    return count
+
+    def complete(row: Sequence[str | int]) -> tuple[str, str, int, str]:
+        steps = int(row[2])
+        return str(row[0]), str(row[1]), steps, str(row[3]) if len(row) > 3 else bucket_of(steps)
+
+    return write_rows(path, CSV_FIELDS, map(complete, rows))
 
 
 def read_csv(path: str | Path) -> list[MazeRecord]:
     """Rows of a file written by `write_csv`; raises ValueError when a column is missing."""
-    with open(path, newline="") as handle:
-        reader = csv.DictReader(handle)
-        missing = [name for name in CSV_FIELDS if name not in (reader.fieldnames or ())]
-        if missing:
-            raise ValueError(f"{path}: missing column(s) {', '.join(missing)}")
-        return [
-            MazeRecord(row["puzzle"], row["solution"], int(row["path_length"]), row["bucket"])
-            for row in reader
-        ]
+    return [MazeRecord(row["puzzle"], row["solution"], int(row["path_length"]), row["bucket"])
+            for row in read_rows(path, CSV_FIELDS)]

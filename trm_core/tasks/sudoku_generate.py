@@ -15,7 +15,6 @@ by the lowest position, so a puzzle's grade is deterministic.
 
 from __future__ import annotations
 
-import csv
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from trm_core.tasks.generation import generate_seeded
+from trm_core.tasks.generation import generate_seeded, read_rows, write_rows
 from trm_core.tasks.sudoku import N_CELLS, UNITS, format_cells
 
 logger = logging.getLogger(__name__)
@@ -326,18 +325,20 @@ def generate_puzzle(
     raise RuntimeError(f"no puzzle met the requirements in {max_attempts} attempts")
 
 
+def generate_of_difficulty(
+    rng: np.random.Generator, difficulty: str, max_attempts: int = 1000
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """`generate_puzzle` with the ranges of a named difficulty (a key of DIFFICULTIES)."""
+    spec = DIFFICULTIES[difficulty]
+    return generate_puzzle(rng, spec.min_givens, spec.max_givens, spec.min_guesses,
+                           spec.max_guesses, spec.minimal, max_attempts)
+
+
 def _generate_one(job: tuple[int, int, str]) -> tuple[str, str, int]:
     """Puzzle `index` of a run: seeded from (seed, index) alone, so any worker makes the same."""
     seed, index, difficulty = job
-    spec = DIFFICULTIES[difficulty]
-    puzzle, solution, guesses = generate_puzzle(
-        np.random.default_rng([seed, index]),
-        spec.min_givens,
-        spec.max_givens,
-        spec.min_guesses,
-        spec.max_guesses,
-        spec.minimal,
-    )
+    puzzle, solution, guesses = generate_of_difficulty(np.random.default_rng([seed, index]),
+                                                       difficulty)
     return format_cells(puzzle), format_cells(solution), guesses
 
 
@@ -371,29 +372,19 @@ class SudokuRecord(NamedTuple):
 def write_csv(path: str | Path, rows: Iterable[Sequence[str | int]]) -> int:
     """Write rows (puzzle, solution, guesses[, bucket]) under the CSV_FIELDS header, filling in
     a missing bucket with `bucket_of`; returns how many rows were written."""
-    count = 0
-    with open(path, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(CSV_FIELDS)
-        for row in rows:
-            puzzle, solution, guesses = str(row[0]), str(row[1]), int(row[2])
-            bucket = str(row[3]) if len(row) > 3 else bucket_of(_givens(puzzle), guesses)
-            writer.writerow((puzzle, solution, guesses, bucket))
-            count += 1
-    return count
+
+    def complete(row: Sequence[str | int]) -> tuple[str, str, int, str]:
+        puzzle, solution, guesses = str(row[0]), str(row[1]), int(row[2])
+        bucket = str(row[3]) if len(row) > 3 else bucket_of(_givens(puzzle), guesses)
+        return puzzle, solution, guesses, bucket
+
+    return write_rows(path, CSV_FIELDS, map(complete, rows))
 
 
 def read_csv(path: str | Path) -> list[SudokuRecord]:
     """Rows of a file written by `write_csv`; raises ValueError when a column is missing."""
-    with open(path, newline="") as handle:
-        reader = csv.DictReader(handle)
-        missing = [name for name in CSV_FIELDS if name not in (reader.fieldnames or ())]
-        if missing:
-            raise ValueError(f"{path}: missing column(s) {', '.join(missing)}")
-        return [
-            SudokuRecord(row["puzzle"], row["solution"], int(row["guesses"]), row["bucket"])
-            for row in reader
-        ]
+    return [SudokuRecord(row["puzzle"], row["solution"], int(row["guesses"]), row["bucket"])
+            for row in read_rows(path, CSV_FIELDS)]
 
 
 def _givens(puzzle: str) -> int:
