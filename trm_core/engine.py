@@ -91,6 +91,12 @@ class Engine:
         return self._pool.size
 
     @property
+    def _puzzle_rows(self) -> int:
+        """Rows of the puzzle-embedding table a job may name (1 without a table)."""
+        table = self.model.puzzle_embedding
+        return 1 if table is None else table.num_embeddings
+
+    @property
     def queue_depth(self) -> int:
         return len(self._queue)
 
@@ -113,7 +119,7 @@ class Engine:
     def submit(self, job: Job) -> None:
         """Queue a job (any thread). Raises QueueFull, or ValueError for a bad option."""
         puzzle = validate_job(job, self.task.seq_len, self.model.config.max_supervision_steps,
-                              self.slots)
+                              self.slots, self._puzzle_rows)
         fill = puzzle == 0
         record = JobRecord(job, puzzle, fill if fill.any() else np.ones_like(fill))
         with self._cond:
@@ -208,7 +214,7 @@ class Engine:
         cells = np.stack([record.puzzle if a.symmetry is None else a.symmetry.apply(record.puzzle)
                           for a in record.attempts])  # (attempts, seq_len)
         slots = [a.slot for a in record.attempts if a.slot is not None]
-        self._pool.load(slots, self.task.to_tokens(cells), self._noise(job, rng))
+        self._pool.load(slots, self.task.to_tokens(cells), self._noise(job, rng), job.puzzle_id)
 
     def _noise(self, job: Job, rng: np.random.Generator) -> torch.Tensor | None:
         """Gaussian noise (attempts, L, D) for the initial z, zero for attempt 0; None if off."""
@@ -339,7 +345,8 @@ class Engine:
     def solve_batch(self, puzzles: Sequence[np.ndarray], **options: Any) -> list[JobResult]:
         """Solve many puzzles, up to `slots` attempts per step; results in input order.
 
-        Same options as `solve`, shared by every puzzle, except `seed`: puzzle i gets seed + i.
+        Same options as `solve`, shared by every puzzle, except `seed`: puzzle i gets seed + i,
+        and `puzzle_ids`: puzzle i gets puzzle_ids[i] as its `puzzle_id`.
         Every job is validated before any is submitted; the queue is fed as slots free up, so
         queue_ms stays meaningful. Only for use when no `run` thread owns this engine.
         """
@@ -363,6 +370,11 @@ class Engine:
             raise ValueError("id cannot name several jobs; leave it out of solve_batch")
         seed = options.pop("seed", None)
         user_done = options.pop("on_done", None)
+        given_ids = options.pop("puzzle_ids", None)
+        puzzle_ids = [0] * len(puzzles) if given_ids is None else [int(i) for i in given_ids]
+        if len(puzzle_ids) != len(puzzles):
+            raise ValueError(f"puzzle_ids has {len(puzzle_ids)} entries for {len(puzzles)} "
+                             "puzzles")
 
         def done_callback(index: int) -> Callable[[JobResult], None]:
             def on_done(result: JobResult) -> None:
@@ -375,9 +387,10 @@ class Engine:
         jobs = []
         for index, puzzle in enumerate(puzzles):
             job = Job(puzzle=puzzle, on_done=done_callback(index),
-                      seed=None if seed is None else int(seed) + index, **options)
+                      seed=None if seed is None else int(seed) + index,
+                      puzzle_id=puzzle_ids[index], **options)
             validate_job(job, self.task.seq_len, self.model.config.max_supervision_steps,
-                         self.slots)
+                         self.slots, self._puzzle_rows)
             jobs.append(job)
         return jobs
 

@@ -84,13 +84,16 @@ class SlotPool:
                 with torch.autocast(self.device.type, dtype=self.autocast_dtype):
                     yield
 
-    def load(self, slots: list[int], tokens: np.ndarray, z_noise: torch.Tensor | None) -> None:
+    def load(self, slots: list[int], tokens: np.ndarray, z_noise: torch.Tensor | None,
+             puzzle_id: int = 0) -> None:
         """Start fresh carries in `slots` for puzzles `tokens` (n, seq_len); `z_noise` (n, L, D)
-        is added to the initial z when given. x is embedded here once and reused every step."""
+        is added to the initial z when given; `puzzle_id` picks the puzzle-embedding row. x is
+        embedded here once and reused every step."""
         with torch.inference_mode():
             index = torch.tensor(slots, device=self.device, dtype=torch.long)
             token_tensor = torch.from_numpy(np.ascontiguousarray(tokens, dtype=np.int64))
-            x = self.model.embed(token_tensor.to(self.device))  # (n, L, D)
+            ids = torch.full((len(slots),), puzzle_id, dtype=torch.long, device=self.device)
+            x = self.model.embed(token_tensor.to(self.device), ids)  # (n, L, D)
             state = self.model.initial_state(len(slots), self.device, self.dtype)
             z = state.z if z_noise is None else state.z + z_noise.to(self.device, self.dtype)
             self.x.index_copy_(0, index, x.to(self.dtype))
@@ -150,7 +153,8 @@ def position_source(symmetry: Symmetry, seq_len: int) -> np.ndarray | None:
     return source
 
 
-def validate_job(job: Job, seq_len: int, max_steps: int, slots: int) -> np.ndarray:
+def validate_job(job: Job, seq_len: int, max_steps: int, slots: int,
+                 puzzle_rows: int = 1) -> np.ndarray:
     """The job's puzzle as (seq_len,) int8 cells; ValueError naming the first bad option."""
     if not _is_int(job.max_steps) or not 1 <= job.max_steps <= max_steps:
         raise ValueError(f"max_steps must be an integer in 1..{max_steps}, got {job.max_steps!r}")
@@ -159,6 +163,9 @@ def validate_job(job: Job, seq_len: int, max_steps: int, slots: int) -> np.ndarr
                          f"got {job.attempts!r}")
     if job.halting not in ("auto", "never"):
         raise ValueError(f"halting must be 'auto' or 'never', got {job.halting!r}")
+    if not _is_int(job.puzzle_id) or not 0 <= job.puzzle_id < puzzle_rows:
+        raise ValueError(f"puzzle_id must be an integer in 0..{puzzle_rows - 1}, "
+                         f"got {job.puzzle_id!r}")
     noise = job.latent_noise
     if not isinstance(noise, numbers.Real) or not math.isfinite(noise) or noise < 0:
         raise ValueError(f"latent_noise must be a finite number >= 0, got {noise!r}")

@@ -74,6 +74,7 @@ class Job:
     on_step: Callable[[StepUpdate], None] | None = None  # engine thread; must not block
     on_done: Callable[[JobResult], None] | None = None  # engine thread; exactly once
     seed: int | None = None  # for the attempts' symmetries and noise
+    puzzle_id: int = 0  # row of the puzzle-embedding table (ARC versions); 0 = blank
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     submitted_at: float = 0.0  # set by Engine.submit
 

@@ -89,13 +89,19 @@ class TRM(nn.Module):
         z = torch.where(mask, self.z_init.to(state.z.dtype), state.z)
         return State(y, z)
 
-    def embed(self, tokens: torch.Tensor, puzzle_ids: torch.Tensor | None = None) -> torch.Tensor:
-        """Input injection x: (B, seq_len) tokens -> (B, L, D)."""
+    def embed(self, tokens: torch.Tensor, puzzle_ids: torch.Tensor | None = None,
+              puzzle_vectors: torch.Tensor | None = None) -> torch.Tensor:
+        """Input injection x: (B, seq_len) tokens -> (B, L, D). The puzzle rows come from the
+        table by `puzzle_ids` (default 0), or are given as `puzzle_vectors` (B, puzzle_emb_dim),
+        which is how sign-SGD training and test-time adaptation feed rows they own."""
         x = self.token_embedding(tokens)  # (B, seq_len, D)
         if self.puzzle_embedding is not None:
-            if puzzle_ids is None:
-                puzzle_ids = torch.zeros(tokens.shape[0], dtype=torch.long, device=tokens.device)
-            x = torch.cat((self._puzzle_positions(puzzle_ids), x), dim=1)
+            if puzzle_vectors is None:
+                if puzzle_ids is None:
+                    puzzle_ids = torch.zeros(tokens.shape[0], dtype=torch.long,
+                                             device=tokens.device)
+                puzzle_vectors = self.puzzle_embedding(puzzle_ids)  # (B, puzzle_emb_dim)
+            x = torch.cat((self._puzzle_positions(puzzle_vectors.to(x.dtype)), x), dim=1)
         elif self.config.puzzle_emb_len:
             pad = x.new_zeros(x.shape[0], self.config.puzzle_emb_len, x.shape[2])
             x = torch.cat((pad, x), dim=1)
@@ -103,10 +109,9 @@ class TRM(nn.Module):
             x = 0.7071067811865476 * (x + self.position_embedding.weight)
         return self.config.embed_scale * x
 
-    def _puzzle_positions(self, puzzle_ids: torch.Tensor) -> torch.Tensor:
-        """The puzzle vector, zero-padded and folded into puzzle_emb_len positions, (B, P, D)."""
-        assert self.puzzle_embedding is not None
-        vectors = self.puzzle_embedding(puzzle_ids)  # (B, puzzle_emb_dim)
+    def _puzzle_positions(self, vectors: torch.Tensor) -> torch.Tensor:
+        """Puzzle vectors (B, puzzle_emb_dim), zero-padded and folded into puzzle_emb_len
+        positions, (B, P, D)."""
         width = self.config.puzzle_emb_len * self.config.hidden_size
         vectors = nn.functional.pad(vectors, (0, width - vectors.shape[-1]))
         return vectors.view(-1, self.config.puzzle_emb_len, self.config.hidden_size)
@@ -132,8 +137,9 @@ class TRM(nn.Module):
         return StepOutput(carry, logits, halting[:, 0], halting[:, 1])
 
     def forward(self, state: State, tokens: torch.Tensor,
-                puzzle_ids: torch.Tensor | None = None) -> StepOutput:
-        return self.step(state, self.embed(tokens, puzzle_ids))
+                puzzle_ids: torch.Tensor | None = None,
+                puzzle_vectors: torch.Tensor | None = None) -> StepOutput:
+        return self.step(state, self.embed(tokens, puzzle_ids, puzzle_vectors))
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -69,12 +69,14 @@ def test_redis_restart_is_survived(redis_server, workers, start_api) -> None:
 def test_worker_started_before_redis_waits_for_it(redis_server, workers, start_api) -> None:
     redis_server.stop()
     workers.start(redis_server.url)
-    time.sleep(2.0)  # the worker has loaded its model and is retrying by now
+    deadline = time.monotonic() + 60  # a cold start loads torch and the model first
+    while "retrying in" not in workers.logs() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert "retrying in" in workers.logs()
     redis_server.start()
     _, api = start_api(redis_server.url)  # ready = a worker heartbeat arrived
     puzzle = easy_puzzles(1)[0]
     assert api.post("/v1/solve/sudoku", json={"puzzle": puzzle}).json()["status"] == "solved"
-    assert "retrying in" in workers.logs()
 
 
 def test_job_no_worker_finishes_is_dead_lettered(redis_server, workers, start_api) -> None:
