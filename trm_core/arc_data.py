@@ -6,7 +6,9 @@ order: a dihedral id 0-7 and a permutation of colours 1..9; a draw whose multise
 (input, output) pairs equals the original's or an earlier version's is rejected; at most 5N
 draws), gives every version its own puzzle identifier (0 is reserved for blank) and writes:
 
-    OUT/identifiers.json          identifier -> [task id, version, dihedral id, colour map]
+    OUT/identifiers.json          identifier -> [task id, version, dihedral id, colour map], and
+                                  task id -> digest of its demonstration pairs
+                                  (`trm_core.arc_identifiers`, the checkpoint sidecar format)
     OUT/<split>/inputs.npy        (examples, 900) uint8 canvases
     OUT/<split>/labels.npy        (examples, 900) uint8 canvases
     OUT/<split>/puzzle_ids.npy    (examples,) int32 identifier of each example
@@ -32,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
+from trm_core.arc_identifiers import IdentifierMap, VersionRef, demos_digest, save_identifiers
 from trm_core.tasks.arc import N_CELLS, SIZE, dihedral, encode
 
 BUILDS: dict[str, tuple[tuple[str, ...], str]] = {
@@ -219,14 +222,16 @@ def build_arc(source: Path, out: Path, build: str = "arc1", augmentations: int =
         sizes["test"] += len(versions) * len(task.tests) if held_out else 0
 
     writers = {split: SplitWriter(out / split, n) for split, n in sizes.items()}
-    identifiers: list[object] = [None]  # 0: blank
+    identifiers: list[VersionRef | None] = [None]  # 0: blank
+    digests: dict[str, str] = {}
     for task, versions in plans:
+        digests[task.task_id] = demos_digest(task.demos)
         held_out = task.subset == test_subset
         train_pairs = task.demos if held_out else task.demos + task.tests
         for number, version in enumerate(versions):
             identifier = len(identifiers)
-            identifiers.append([task.task_id, number, version.dihedral_id,
-                                "".join(str(c) for c in version.colour_map.tolist())])
+            identifiers.append(VersionRef(task.task_id, number, version.dihedral_id,
+                                          "".join(str(c) for c in version.colour_map.tolist())))
             writers["train"].add_puzzle(identifier,
                                         *place_pairs(version.pairs(train_pairs), True, rng))
             if held_out:
@@ -237,7 +242,7 @@ def build_arc(source: Path, out: Path, build: str = "arc1", augmentations: int =
             writers["test"].end_group()
 
     out.mkdir(parents=True, exist_ok=True)
-    (out / "identifiers.json").write_text(json.dumps(identifiers, separators=(",", ":")))
+    save_identifiers(out / "identifiers.json", IdentifierMap(identifiers, digests))
     short = sum(1 for _, versions in plans if len(versions) < augmentations + 1)
     common = {"build": build, "subsets": list(subsets), "test_subset": test_subset,
               "augmentations": augmentations, "seed": seed, "identifiers": len(identifiers),

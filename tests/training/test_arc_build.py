@@ -13,6 +13,7 @@ import pytest
 
 from training.cli import main
 from trm_core.arc_data import Version, build_arc, draw_versions, load_subset
+from trm_core.arc_identifiers import demos_digest, load_identifiers
 from trm_core.tasks.arc import decode, locate
 
 SOURCE = Path(__file__).resolve().parents[1] / "data" / "arc"
@@ -39,12 +40,15 @@ def _version(entry: list[Any]) -> Version:
 
 def test_every_version_has_its_own_identifier(built: tuple[Path, dict[str, Any]]) -> None:
     out, manifests = built
-    identifiers = json.loads((out / "identifiers.json").read_text())
+    identifiers = json.loads((out / "identifiers.json").read_text())["identifiers"]
     assert identifiers[0] is None
     keys = [(task, number) for task, number, _, _ in identifiers[1:]]
     assert len(keys) == len(set(keys)) == 8 * 5  # 8 tasks, original + 4 versions each
     maps = {(d, m) for task, _, d, m in identifiers[1:] if task == identifiers[1][0]}
     assert len(maps) == 5 and all(m[0] == "0" for _, m in maps)
+    table = load_identifiers(out / "identifiers.json")
+    tasks = {t.task_id: t for s in ("training", "evaluation") for t in load_subset(SOURCE, s)}
+    assert table.task_digests == {k: demos_digest(tasks[k].demos) for k in table.rows_of()}
     train = _split(out, "train")
     assert train["puzzle_identifiers"].tolist() == list(range(1, 41))
     assert manifests["train"]["groups"] == 8 and manifests["test"]["groups"] == 3
@@ -56,7 +60,7 @@ def test_every_version_has_its_own_identifier(built: tuple[Path, dict[str, Any]]
 
 def test_routing_and_placement(built: tuple[Path, dict[str, Any]]) -> None:
     out, _ = built
-    identifiers = json.loads((out / "identifiers.json").read_text())
+    identifiers = json.loads((out / "identifiers.json").read_text())["identifiers"]
     tasks = {t.task_id: t for s in ("training", "evaluation")
              for t in load_subset(SOURCE, s)[: SLICE[s]]}
     train, test = _split(out, "train"), _split(out, "test")
