@@ -17,15 +17,11 @@ from training.remote_eval import evaluate_service
 from trm_core.checkpoint import (
     card_path,
     load_checkpoint,
-    save_checkpoint,
     update_card,
     weights_path,
 )
-from trm_core.config import ModelConfig
 from trm_core.data import load_puzzle_csv
 from trm_core.evaluate import evaluate, format_table
-from trm_core.model import count_parameters
-from trm_core.official import load_official
 from trm_core.resume import remove_resume
 from trm_core.tasks import get_task
 from trm_core.train_config import load_run
@@ -120,21 +116,9 @@ def _print_and_save(report: dict[str, Any], path: Path | None) -> None:
 
 
 def run_import(args: argparse.Namespace) -> dict[str, Any]:
-    """Official weights (safetensors, or a torch file read with weights_only) -> our format."""
-    official_config = json.loads(args.config.read_text())
-    official_config = official_config.get("official_config", official_config)
-    config = ModelConfig.from_official(official_config)
-    if args.weights.suffix == ".safetensors":
-        from safetensors.torch import load_file
-        state = load_file(str(args.weights))
-    else:
-        state = torch.load(args.weights, map_location="cpu", weights_only=True)
-    state = {k: v for k, v in state.items() if not k.startswith("test.")}
-    model = load_official(state, config)
-    card = {"name": args.name, "task": args.task, "step": None,
-            "data": {"imported_from": str(args.weights)}}
-    stem = save_checkpoint(args.out, model, card)
-    return {"checkpoint": str(stem), "parameters": count_parameters(model)}
+    from training.importer import run_import as import_official
+
+    return import_official(args)
 
 
 def run_export(args: argparse.Namespace) -> dict[str, Any]:

@@ -9,6 +9,7 @@ safetensors file, or a torch file loaded with `weights_only=True`).
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 import torch
 
@@ -58,19 +59,25 @@ def _name_pairs(num_layers: int) -> list[tuple[str, str]]:
     return pairs
 
 
-def from_official(state: dict[str, torch.Tensor], num_layers: int) -> dict[str, torch.Tensor]:
-    """Official state dict -> our state dict (fp32). Raises ValueError on unknown keys."""
+def official_names(keys: Iterable[str], num_layers: int) -> dict[str, str]:
+    """Official key -> our key for every key. Raises ValueError on unknown keys."""
     to_ours = dict(_name_pairs(num_layers))
-    converted: dict[str, torch.Tensor] = {}
-    for key, tensor in state.items():
+    names = {}
+    for key in keys:
         bare = strip_prefixes(key)
         if bare not in to_ours:
             if re.match(r"L_level\.layers\.\d+\.", bare):
                 raise ValueError(f"official key {key!r} names a layer beyond "
                                  f"num_layers={num_layers}")
             raise ValueError(f"unexpected key in official checkpoint: {key!r}")
-        converted[to_ours[bare]] = tensor.float()
-    return converted
+        names[key] = to_ours[bare]
+    return names
+
+
+def from_official(state: dict[str, torch.Tensor], num_layers: int) -> dict[str, torch.Tensor]:
+    """Official state dict -> our state dict (fp32). Raises ValueError on unknown keys."""
+    names = official_names(state, num_layers)
+    return {names[key]: tensor.float() for key, tensor in state.items()}
 
 
 def to_official(state: dict[str, torch.Tensor], num_layers: int,
