@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from app import errors
+from app.arc_tools import arc_openai_tool
 from app.errors import ApiError
 from app.schemas import SolveRequest
 from app.service import SolveService
@@ -23,18 +24,33 @@ from trm_core.tasks import TASKS
 # are transport or research knobs that only confuse a tool-calling model.
 AGENT_FIELDS = ("puzzle", "max_steps", "halting", "attempts", "model")
 StepCallback = Callable[[dict[str, Any]], Awaitable[None]]
+# How each task's tool asks for its puzzle, and what its answer holds beyond the common fields.
+PUZZLE_FORMATS = {
+    "sudoku": "81 characters row by row, '.' for a blank, e.g. ..3.2.6..9..3.5..1..18.64....81."
+              "29..7.......8..67.82....26.95..8..2.3..9..5.1.3..",
+    "maze": "a 30x30 maze as 30 lines of 30 characters (or one 900-character line): '#' wall, "
+            "' ' open, 'S' start, 'G' goal; no path drawn",
+}
+ANSWER_NOTES = {
+    "maze": " The answer draws one shortest path from S to G with 'o'; the result's `path` lists "
+            "it as [row, column] pairs, with `path_length` and the puzzle's `shortest_length`.",
+}
 
 
 def tool_name(task: str) -> str:
     return f"solve_{task}"
 
 
+def puzzle_description(task: str) -> str:
+    """What a solve tool's `puzzle` argument holds for `task`."""
+    return PUZZLE_FORMATS.get(task, f"the {task} puzzle as a compact string")
+
+
 def tool_description(task: str) -> str:
     return (f"Solve a {task} puzzle with a Tiny Recursive Model. The network refines the whole "
             f"answer over up to max_steps supervision steps; every answer is checked against "
-            f"the rules, so status 'solved' means verified. Example puzzle (81 characters, "
-            f"'.' for a blank): ..3.2.6..9..3.5..1..18.64....81.29..7.......8..67.82....26."
-            f"95..8..2.3..9..5.1.3..")
+            f"the rules, so status 'solved' means verified. Puzzle: {puzzle_description(task)}."
+            f"{ANSWER_NOTES.get(task, '')}")
 
 
 async def solve_with_steps(service: SolveService, task: str, request: SolveRequest,
@@ -66,8 +82,19 @@ def verdict(result: dict[str, Any]) -> str:
     if result["status"] == "solved":
         return f"solved and verified in {steps} {unit}"
     return (f"unsolved: the answer after {steps} {unit} breaks the rules or misses cells "
-            f"(confidence {result['confidence']:.2f}); try halting='never', more attempts, "
-            f"or an easier puzzle")
+            f"(confidence {result['confidence']:.2f}{_path_note(result)}); try "
+            f"halting='never', more attempts, or an easier puzzle")
+
+
+def _path_note(result: dict[str, Any]) -> str:
+    """How a drawn path falls short, for results that carry one (mazes)."""
+    if "path_complete" not in result:
+        return ""
+    if result["path_complete"]:
+        return (f"; the path takes {result['path_length']} steps, the shortest "
+                f"{result['shortest_length']}")
+    return (f"; {len(result['path'])} path cells do not join S to G, the shortest route takes "
+            f"{result['shortest_length']} steps")
 
 
 def render_result(task: str, result: dict[str, Any]) -> str:
@@ -101,21 +128,21 @@ def _strict(schema: dict[str, Any]) -> dict[str, Any]:
     return schema
 
 
-def agent_parameters() -> dict[str, Any]:
+def agent_parameters(task: str) -> dict[str, Any]:
     """The JSON schema of a solve tool's arguments, cut from `SolveRequest`'s own schema."""
     full = SolveRequest.model_json_schema()
     properties = {name: full["properties"][name] for name in AGENT_FIELDS}
     # `puzzle` is optional in the request only because `grid` may replace it; tools use puzzle.
-    properties["puzzle"] = {"type": "string",
-                            "description": full["properties"]["puzzle"]["description"]}
+    properties["puzzle"] = {"type": "string", "description": puzzle_description(task)}
     return {"type": "object", "properties": properties}
 
 
 def openai_tools(tasks: list[str]) -> list[dict[str, Any]]:
-    """Function-calling definitions (OpenAI Responses / Chat Completions `tools`)."""
-    parameters = _strict(agent_parameters())
-    return [{"type": "function", "name": tool_name(task), "description": tool_description(task),
-             "strict": True, "parameters": parameters} for task in tasks]
+    """Function-calling definitions (OpenAI Responses / Chat Completions `tools`), one per
+    served task."""
+    return [arc_openai_tool() if task == "arc" else
+            {"type": "function", "name": tool_name(task), "description": tool_description(task),
+             "strict": True, "parameters": _strict(agent_parameters(task))} for task in tasks]
 
 
 def request_from_arguments(arguments: dict[str, Any]) -> SolveRequest:

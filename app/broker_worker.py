@@ -277,7 +277,8 @@ class BrokerWorker:
                                message.request_id, keep_events=False,
                                return_steps=message.return_steps)
             record.trajectory = delivery.trajectory
-            return "solve.completed", payloads.result_body(record, delivery.entry.task, result)
+            return "solve.completed", payloads.result_body(record, delivery.entry.task, result,
+                                                           delivery.cells)
         if result.status == "cancelled" and result.error != payloads.SHUTDOWN_REASON:
             return "solve.cancelled", {"id": message.job_id, "status": "cancelled",
                                        "reason": result.error or "cancelled"}

@@ -1,24 +1,37 @@
 """Example puzzles for the viewer and for people trying the API: a few bundled Sudokus (the
-README's and easy ones from the committed held-out test set) and freshly generated ones.
+README's and easy ones from the committed held-out test set), the first mazes of the committed
+maze test sets, and freshly generated puzzles of either task.
 
-Generation runs the exact solver off the event loop, at most two at a time and with a
-bounded number of digging attempts, so a burst of requests cannot starve the engines of CPU.
+Generation runs off the event loop, at most two at a time and with a bounded number of tries
+(Sudoku: digging attempts; mazes: carved mazes), so a burst of requests cannot starve the
+engines of CPU.
 """
 
 from __future__ import annotations
 
 import asyncio
+import csv
+import functools
+import itertools
 import threading
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
+from trm_core.tasks import maze, maze_generate
 from trm_core.tasks.sudoku import format_cells
 from trm_core.tasks.sudoku_generate import generate_of_difficulty
 
 Difficulty = Literal["easy", "medium", "hard"]
 # Hard puzzles take ~50 ms on one core; 200 attempts bound the rare unlucky draw.
 _MAX_ATTEMPTS = 200
+# A carve with its S draws takes a few ms; 300 bound a maze request to about a second.
+_MAX_CARVES = 300
+# The committed maze test sets (absent from an installed wheel: then only generation is offered).
+MAZE_DATA = Path(__file__).resolve().parent.parent / "training" / "data"
+MAZES_PER_SET = 3
 # A thread semaphore, not an asyncio one: several apps (tests) run on different event loops.
 _PARALLEL = threading.BoundedSemaphore(2)
 
@@ -58,15 +71,53 @@ SUDOKU_EXAMPLES: list[dict[str, Any]] = [
 ]
 
 
-def _generate(difficulty: Difficulty, seed: int | None) -> dict[str, Any]:
-    with _PARALLEL:
-        puzzle, solution, guesses = generate_of_difficulty(
-            np.random.default_rng(seed), difficulty, max_attempts=_MAX_ATTEMPTS)
+@functools.cache
+def maze_examples() -> list[dict[str, Any]]:
+    """The first mazes of each committed test set."""
+    examples: list[dict[str, Any]] = []
+    for difficulty in ("easy", "hard"):
+        path = MAZE_DATA / f"maze-{difficulty}-test.csv"
+        if not path.exists():
+            continue
+        with path.open(newline="") as handle:
+            rows = list(itertools.islice(csv.DictReader(handle), MAZES_PER_SET))
+        for i, row in enumerate(rows, start=1):
+            examples.append({"name": f"held-out {difficulty} #{i} ({row['path_length']} steps)",
+                             "puzzle": row["puzzle"], "solution": row["solution"],
+                             "path_length": int(row["path_length"]), "bucket": row["bucket"]})
+    return examples
+
+
+def _sudoku(difficulty: Difficulty, seed: int | None) -> dict[str, Any]:
+    puzzle, solution, guesses = generate_of_difficulty(
+        np.random.default_rng(seed), difficulty, max_attempts=_MAX_ATTEMPTS)
     return {"difficulty": difficulty, "puzzle": format_cells(puzzle),
             "solution": format_cells(solution), "givens": int(np.count_nonzero(puzzle)),
             "guesses": guesses, "seed": seed}
 
 
-async def generate_sudoku(difficulty: Difficulty, seed: int | None = None) -> dict[str, Any]:
-    """A fresh unique Sudoku of `difficulty`; raises RuntimeError if none was found in time."""
-    return await asyncio.to_thread(_generate, difficulty, seed)
+def _maze(difficulty: Difficulty, seed: int | None) -> dict[str, Any]:
+    puzzle, solution, steps = maze_generate.generate_maze(
+        np.random.default_rng(seed), maze_generate.DIFFICULTIES[difficulty],
+        max_carves=_MAX_CARVES)
+    return {"difficulty": difficulty, "puzzle": maze.format_cells(puzzle),
+            "solution": maze.format_cells(solution), "path_length": steps,
+            "junctions": maze_generate.junctions(puzzle), "seed": seed}
+
+
+EXAMPLES: dict[str, Callable[[], list[dict[str, Any]]]] = {
+    "sudoku": lambda: SUDOKU_EXAMPLES, "maze": maze_examples}
+_GENERATORS: dict[str, Callable[[Difficulty, int | None], dict[str, Any]]] = {
+    "sudoku": _sudoku, "maze": _maze}
+
+
+def _generate(task: str, difficulty: Difficulty, seed: int | None) -> dict[str, Any]:
+    with _PARALLEL:
+        return _GENERATORS[task](difficulty, seed)
+
+
+async def generate_example(task: str, difficulty: Difficulty,
+                           seed: int | None = None) -> dict[str, Any]:
+    """A fresh puzzle of `task` ("sudoku" or "maze") and `difficulty` with its unique
+    solution; raises RuntimeError if none was found in time."""
+    return await asyncio.to_thread(_generate, task, difficulty, seed)

@@ -26,7 +26,7 @@ from app.metrics import Metrics
 from app.middleware import BodyGuardMiddleware, RequestContextMiddleware
 from app.problems import install_problem_handlers
 from app.registry import ModelRegistry
-from app.routes import examples, health, jobs, models, solve, tools, viewer
+from app.routes import arc, examples, health, jobs, models, solve, tools, viewer
 from app.service import SolveService
 from app.settings import Settings
 
@@ -98,7 +98,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.service = service
     install_problem_handlers(app, settings.problem_base_uri)
-    for module in (solve, jobs, models, health, examples, tools, viewer):
+    # arc first: its /v1/solve/arc must win over the generic /v1/solve/{task}
+    for module in (arc, solve, jobs, models, health, examples, tools, viewer):
         app.include_router(module.router)
     app.state.mcp = mcp
     # The MCP endpoint as a plain route at /mcp (a Mount would redirect /mcp to /mcp/).

@@ -17,15 +17,19 @@ from mcp.server.fastmcp import Context, FastMCP
 from mcp.server.fastmcp.exceptions import ToolError
 from mcp.server.transport_security import TransportSecuritySettings
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
-from pydantic import ValidationError
+from pydantic import Field, ValidationError
 
 from app.agents import (
     problem_message,
+    puzzle_description,
     render_result,
     solve_with_steps,
     tool_description,
     tool_name,
 )
+from app.arc_mcp import arc_tool
+from app.arc_tools import DESCRIPTION as ARC_DESCRIPTION
+from app.arc_tools import TOOL_NAME as ARC_TOOL
 from app.errors import ApiError
 from app.schemas import ModelList, SolveRequest, SolveResult
 from app.service import SolveService
@@ -53,10 +57,11 @@ def transport_security(settings: Settings) -> TransportSecuritySettings:
 
 
 def _solve_tool(service: SolveService, task: str) -> Any:
-    """The tool function for one task (FastMCP reads its signature for the input schema)."""
+    """The tool function for one task (FastMCP reads its signature for the input schema).
+    `max_steps` defaults to None, the model's own limit, which differs between checkpoints."""
 
-    async def solve(puzzle: str, ctx: Context, max_steps: int = 16,  # type: ignore[type-arg]
-                    halting: Literal["auto", "never"] = "auto",
+    async def solve(puzzle: str, ctx: Context,  # type: ignore[type-arg]
+                    max_steps: int | None = None, halting: Literal["auto", "never"] = "auto",
                     attempts: int = 1) -> SolveToolResult:
         try:
             request = SolveRequest.model_validate({"puzzle": puzzle, "max_steps": max_steps,
@@ -77,6 +82,8 @@ def _solve_tool(service: SolveService, task: str) -> Any:
         text = TextContent(type="text", text=render_result(task, result))
         return CallToolResult(content=[text], structuredContent=result, isError=False)
 
+    # The puzzle's format differs per task; its description goes into the input schema.
+    solve.__annotations__["puzzle"] = Annotated[str, Field(description=puzzle_description(task))]
     return solve
 
 
@@ -87,6 +94,11 @@ def build_mcp(service: SolveService, settings: Settings) -> FastMCP:  # type: ig
         # Stateless: each call stands alone, so any replica behind a balancer can answer it.
         stateless_http=True, transport_security=transport_security(settings))
     for task in service.registry.served_tasks():
+        if task == "arc":  # a task of grids, not a puzzle string: its own arguments
+            server.add_tool(arc_tool(service), name=ARC_TOOL, title="Solve an ARC task",
+                            description=ARC_DESCRIPTION, annotations=READ_ONLY,
+                            structured_output=True)
+            continue
         server.add_tool(_solve_tool(service, task), name=tool_name(task),
                         title=f"Solve {task}", description=tool_description(task),
                         annotations=READ_ONLY, structured_output=True)

@@ -4,7 +4,8 @@ Inbound: a request's options checked against the chosen model (`check_options`) 
 `PuzzleError` as a 422 (`puzzle_error`). Outbound: step event data, the solve result and problems
 for jobs that ended without an answer, built from the engine's `StepUpdate` / `JobResult` and the
 task's formatting, so the same bytes go to a sync response, a `solve.completed` event and a job's
-`result`.
+`result`. Task-specific fields (a maze's path) come from the task's `extra_step` and
+`extra_result` hooks, so nothing here knows one task from another.
 """
 
 from __future__ import annotations
@@ -75,6 +76,7 @@ def step_data(task: Task, update: StepUpdate) -> dict[str, Any]:
         "valid": bool(update.valid),
         "attempt": update.attempt,
         "elapsed_ms": _r(update.elapsed_ms, 2),
+        **task.extra_step(update.answer),
     }
 
 
@@ -99,8 +101,10 @@ def cancelled_data(record: JobRecord, reason: str) -> dict[str, Any]:
     return {"id": record.id, "status": "cancelled", "reason": reason}
 
 
-def result_body(record: JobRecord, task: Task, result: JobResult) -> dict[str, Any]:
-    """The §7.1 solve result for a solved or unsolved job."""
+def result_body(record: JobRecord, task: Task, result: JobResult,
+                puzzle: np.ndarray | None = None) -> dict[str, Any]:
+    """The §7.1 solve result for a solved or unsolved job; with the job's `puzzle` (cells) it
+    also carries the task's extra fields."""
     if result.answer is None:
         raise ValueError(f"engine reported {result.status} for {record.id} without an answer")
     body: dict[str, Any] = {
@@ -122,6 +126,8 @@ def result_body(record: JobRecord, task: Task, result: JobResult) -> dict[str, A
         "timing": {"queue_ms": _r(result.queue_ms, 2), "compute_ms": _r(result.compute_ms, 2),
                    "total_ms": _r(result.total_ms, 2)},
     }
+    if puzzle is not None:
+        body.update(task.extra_result(puzzle, result.answer))
     if record.return_steps:
         body["trajectory"] = list(record.trajectory)
     return body

@@ -17,6 +17,7 @@ import torch
 from app.metrics import Metrics, ModelMetrics
 from app.settings import Settings
 from app.worker import EngineWorker
+from trm_core.arc_identifiers import IdentifierMap, load_identifiers, sidecar_path
 from trm_core.checkpoint import Checkpoint, find_checkpoints, load_checkpoint, read_card
 from trm_core.engine import Engine, TickStats
 from trm_core.inference import prepare_for_inference
@@ -26,6 +27,19 @@ from trm_core.tasks.base import Task
 
 log = logging.getLogger(__name__)
 _AUTOCAST = {"off": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def _arc_identifiers(stem: Any, task: Task, rows: int) -> IdentifierMap | None:
+    """The sidecar of an ARC checkpoint with `rows` embedding rows; None when absent (or for
+    another task)."""
+    path = sidecar_path(stem)
+    if task.name != "arc" or not path.exists():
+        return None
+    identifiers = load_identifiers(path)
+    if len(identifiers) > rows:
+        raise ValueError(f"{path} names {len(identifiers)} identifiers; the checkpoint's "
+                         f"puzzle embedding has {rows} rows")
+    return identifiers
 
 
 class UnknownModel(LookupError):
@@ -52,6 +66,8 @@ class ModelEntry:
     max_queue: int
     load_s: float
     warmed: bool = False
+    # ARC: the checkpoint's row -> task version table (its `<stem>.identifiers.json` sidecar)
+    identifiers: IdentifierMap | None = None
     parameters: int = field(init=False)
 
     def __post_init__(self) -> None:
@@ -76,6 +92,9 @@ class ModelEntry:
             "loaded": True, "warmed": self.warmed,
             "batching": {"slots": self.slots, "max_queue": self.max_queue},
         }
+        if self.identifiers is not None:
+            body["arc"] = {"known_tasks": len(self.identifiers.task_digests),
+                           "identifiers": len(self.identifiers)}
         evaluation = ckpt.card.get("evaluation")
         if evaluation is not None:
             body["evaluation"] = evaluation
@@ -155,7 +174,8 @@ class ModelRegistry:
         self.metrics.register_model(ckpt.id, task.name, ckpt.version, ckpt.sha256, device,
                                     load_s, lambda: (engine.queue_depth, engine.active_slots))
         worker = EngineWorker(engine, ckpt.id)
-        return ModelEntry(ckpt, task, engine, worker, bound, device, slots, max_queue, load_s)
+        return ModelEntry(ckpt, task, engine, worker, bound, device, slots, max_queue, load_s,
+                          identifiers=_arc_identifiers(stem, task, ckpt.config.num_puzzle_ids))
 
     def _pick_defaults(self) -> dict[str, str]:
         """Configured defaults first; otherwise the first name of a task, highest version."""

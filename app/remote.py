@@ -186,7 +186,7 @@ class RemoteJobs:
         result = JobResult(record.id, "solved", hit.answer, True, hit.steps_used,
                            hit.halted_early, hit.confidence, hit.q_halt, 0, message.attempts,
                            0.0, 0.0, elapsed_ms)
-        body = payloads.result_body(record, entry.task, result)
+        body = payloads.result_body(record, entry.task, result, cells)
         body["cached"] = True
         return body
 

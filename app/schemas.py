@@ -23,8 +23,11 @@ class SolveRequest(BaseModel):
         "examples": [{"puzzle": EXAMPLE_PUZZLE, "max_steps": 16, "halting": "auto"}]})
 
     puzzle: str | None = Field(None, description="compact string; Sudoku: 81 cells, '.' or '0' "
-                                                 "blank, whitespace and | - + ignored")
-    grid: list[Any] | None = Field(None, description="row-major nested list of cells (0 blank)")
+                                                 "blank, whitespace and | - + ignored; maze: 30 "
+                                                 "lines of 30 characters or one 900-character "
+                                                 "line, '#' wall, ' ' open, 'S' start, 'G' goal")
+    grid: list[Any] | None = Field(None, description="row-major nested list of cells (Sudoku: 0 "
+                                                     "blank; maze: characters or codes 1-4)")
     model: str | None = Field(None, description="model id 'name@version' or name; default per "
                                                 "task")
     max_steps: int | None = Field(None, description="1 .. the checkpoint's max supervision steps "
@@ -110,6 +113,19 @@ class SolveResult(BaseModel):
     cached: bool = False
     timing: Timing
     trajectory: list[TrajectoryStep] | None = None
+    # Maze results only (absent for other tasks).
+    path: list[list[int]] | None = Field(
+        None, description="maze: the answer's path as 0-based [row, column] pairs: S to G in "
+                          "order when path_complete, otherwise the 'o' cells in row-major order")
+    path_complete: bool | None = Field(
+        None, description="maze: the 'o' cells, S and G form one unbroken chain from S to G")
+    path_length: int | None = Field(
+        None, description="maze: steps along the drawn path when complete, else null")
+    shortest_length: int | None = Field(
+        None, description="maze: steps on a shortest route of the puzzle (breadth-first search)")
+    verifies: bool | None = Field(
+        None, description="maze: the answer is the puzzle with one shortest path drawn (the "
+                          "task's check, as `valid`)")
 
 
 class AcceptedEvent(BaseModel):
@@ -138,6 +154,9 @@ class StepEvent(BaseModel):
     valid: bool
     attempt: int = Field(description="the attempt whose answer this is")
     elapsed_ms: float
+    path_cells: int | None = Field(None, description="maze only: 'o' cells drawn so far")
+    path_length: int | None = Field(
+        None, description="maze only: steps along the drawn path once it joins S to G, else null")
 
 
 class ErrorEntry(BaseModel):

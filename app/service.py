@@ -13,11 +13,12 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from functools import partial
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from app import broker, errors, payloads
+from app.arc_service import ArcService
 from app.errors import ApiError
 from app.jobs import Event, JobRecord, JobState, JobStore, RecordKind
 from app.metrics import Metrics
@@ -54,6 +55,9 @@ class SolveService:
         self._bridge: LoopBridge | None = None
         self._inflight: dict[str, JobRecord] = {}
         self._drain_task: asyncio.Task[None] | None = None
+        # Records that are no single engine job (ARC requests) cancel through their hook.
+        self.cancel_hooks: dict[str, Callable[[], None]] = {}
+        self.arc = ArcService(self)
         # Broker mode (TRM_REDIS_URL set): jobs go to Redis workers instead of local engines.
         self.remote: RemoteJobs | None = None
         self._watcher: asyncio.Task[None] | None = None
@@ -247,7 +251,7 @@ class SolveService:
                   attempts=attempts, latent_noise=request.latent_noise,
                   deadline=self._deadline(record.kind, request.timeout_ms),
                   on_step=(self._bridge.wrap if wants_all else self._bridge.wrap_first)(on_step),
-                  on_done=self._bridge.wrap(partial(self._on_done, record, entry)),
+                  on_done=self._bridge.wrap(partial(self._on_done, record, entry, cells)),
                   id=record.id)
         endpoint = ENDPOINT_OF[record.kind]
         try:
@@ -320,7 +324,8 @@ class SolveService:
             self.store.publish(record, "solve.step", payloads.step_data(entry.task, update),
                                event_id=update.step)
 
-    def _on_done(self, record: JobRecord, entry: ModelEntry, result: JobResult) -> None:
+    def _on_done(self, record: JobRecord, entry: ModelEntry, puzzle: Any,
+                 result: JobResult) -> None:
         """The engine's final word; ignored when the service already ended the record (a
         cancel it reported to the client before the engine got to it)."""
         if record.terminal:
@@ -331,7 +336,7 @@ class SolveService:
             return
         if result.status in ("solved", "unsolved"):
             try:
-                body = payloads.result_body(record, entry.task, result)
+                body = payloads.result_body(record, entry.task, result, puzzle)
             except Exception:
                 log.exception("could not format the result of %s", record.id)
                 self._fail(record, errors.internal(), "error")
@@ -398,6 +403,11 @@ class SolveService:
         already finished."""
         if record.terminal:
             return False
+        hook = self.cancel_hooks.pop(record.id, None)
+        if hook is not None:
+            hook()
+            self._cancelled(record, reason)
+            return True
         if self.remote is not None:
             self.remote.cancel_soon(record, reason)
             self._cancelled(record, reason)

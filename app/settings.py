@@ -60,6 +60,20 @@ class Settings(BaseSettings):
     retry_after_s: int = Field(
         default=2, ge=1, description="Retry-After sent with 503 answers")
 
+    # ARC (POST /v1/solve/arc, POST /v1/jobs/arc)
+    arc_versions: int = Field(
+        default=8, ge=1, description="augmented versions voted over when a request names none")
+    arc_max_versions: int = Field(default=256, ge=1, description="most versions a request may "
+                                                                 "ask for")
+    arc_adapt_budget_s: float = Field(
+        default=10.0, gt=0, description="test-time adaptation seconds when a request names none")
+    arc_adapt_max_budget_s: float = Field(
+        default=60.0, gt=0, description="cap on a request's adapt_budget_s")
+    arc_adapt_max_steps: int = Field(
+        default=300, ge=1, description="optimizer steps of one adaptation at most")
+    arc_adapt_cache_size: int = Field(
+        default=64, ge=0, description="adapted tasks whose rows stay in memory (LRU)")
+
     # Jobs and streams
     job_ttl_s: float = Field(
         default=600.0, gt=0, description="how long finished jobs stay readable")

@@ -4,7 +4,11 @@
     trm data maze --out data/maze --difficulty hard --exclude training/data/maze-hard-test.csv
     trm data-arc --build arc1 --out data/arc1    # augmented ARC-AGI arrays (train, test)
     trm train training/configs/sudoku-tiny-cpu.toml --set train.total_steps=500
+    trm train training/configs/arc1-small-gpu.toml     # ARC: train_data is a data-arc folder
+    torchrun --nproc_per_node 4 -m training.cli train CONFIG   # data-parallel over 4 GPUs
     trm eval checkpoints/sudoku/trm-sudoku-tiny --data data/sudoku/test.csv
+    trm eval-arc checkpoints/arc/NAME --data data/arc1 --json arc1-eval.json   # pass@1, pass@2
+    trm eval checkpoints/maze/NAME --data maze-hard-test.csv --buckets derived
     trm import-official step_50000.pt --config official.json --out checkpoints/sudoku/imported
     trm export checkpoints/sudoku/trm-sudoku-tiny --onnx step.onnx --check
     trm serve                                    # the HTTP service (needs the [serve] extra)
@@ -20,7 +24,7 @@ import logging
 import sys
 from pathlib import Path
 
-from training import commands
+from training import arc_eval, commands
 
 
 def _add_data(sub: argparse._SubParsersAction) -> None:
@@ -72,10 +76,17 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("checkpoint", type=Path, nargs="?",
                    help="checkpoint stem (path without extension); omit with --url")
     p.add_argument("--url", help="score a running service instead, e.g. http://127.0.0.1:8000")
-    p.add_argument("--task", default="sudoku", help="with --url: the task to solve")
+    p.add_argument("--task", default=None,
+                   help="with --url: the task to solve (default: the one the service serves)")
     p.add_argument("--concurrency", type=int, default=16, help="with --url: requests in flight")
     p.add_argument("--api-key", help="with --url: sent as X-API-Key")
-    p.add_argument("--data", type=Path, required=True, help="CSV with puzzle,solution[,bucket]")
+    p.add_argument("--data", type=Path, required=True,
+                   help="CSV with puzzle,solution[,bucket] or question,answer (the official "
+                        "source,question,answer,rating files)")
+    p.add_argument("--buckets", choices=["auto", "column", "derived"], default="auto",
+                   help="group by the file's bucket column (column), by the task's reading of "
+                        "each solution, e.g. maze path length (derived), or the column when "
+                        "there is one (auto)")
     p.add_argument("--max-steps", type=int, default=None, help="supervision steps (default: all)")
     p.add_argument("--halting", choices=["never", "auto"], default="never",
                    help="never: all steps, as the paper evaluates; auto: stop when done")
@@ -133,8 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_data, _add_data_arc, _add_train, _add_eval, _add_import, _add_export,
-                _add_serve, _add_worker):
+    for add in (_add_data, _add_data_arc, _add_train, _add_eval, arc_eval.add_parser,
+                _add_import, _add_export, _add_serve, _add_worker):
         add(sub)
     return parser
 

@@ -13,7 +13,10 @@ import torch
 
 from training.datasets import build_splits
 from training.progress import ProgressBar
-from training.remote_eval import evaluate_service
+from training.remote_eval import evaluate_service, served_task
+from trm_core import distributed
+from trm_core.arc_identifiers import sidecar_path
+from trm_core.arc_train_data import fit_run_to_build, open_split
 from trm_core.checkpoint import (
     card_path,
     load_checkpoint,
@@ -21,11 +24,13 @@ from trm_core.checkpoint import (
     weights_path,
 )
 from trm_core.data import load_puzzle_csv
+from trm_core.distributed import Ranks
 from trm_core.evaluate import evaluate, format_table
 from trm_core.resume import remove_resume
 from trm_core.tasks import get_task
-from trm_core.train_config import load_run
-from trm_core.trainer import Trainer, resolve_device
+from trm_core.tasks.base import Task
+from trm_core.train_config import RunConfig, load_run
+from trm_core.trainer import TrainData, Trainer, resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -38,23 +43,37 @@ def run_data(args: argparse.Namespace) -> dict[str, Any]:
                         exclude=args.exclude, seed=args.seed, workers=args.workers or None)
 
 
-def run_train(args: argparse.Namespace) -> dict[str, Any]:
+def run_train(args: argparse.Namespace) -> dict[str, Any] | None:
+    """Train from a run config. Under torchrun every rank runs this (process group started
+    here, NCCL or gloo by device) and rank 0 alone writes files and returns the summary."""
     run = load_run(args.config, args.overrides)
+    ranks = distributed.start(run.train.device)
+    try:
+        return _train(args, run, ranks)
+    finally:
+        distributed.stop()
+
+
+def _train(args: argparse.Namespace, run: RunConfig, ranks: Ranks) -> dict[str, Any] | None:
     task = get_task(run.train.task)
-    train_set = load_puzzle_csv(run.train.train_data, task)
-    eval_set = load_puzzle_csv(run.train.eval_data, task) if run.train.eval_data else None
-    trainer = Trainer(run, task, train_set, eval_set)
+    run, train_set, eval_set = _training_data(run, task)
+    trainer = Trainer(run, task, train_set, eval_set, ranks)
     out_dir = Path(run.train.out_dir)
     if args.fresh and out_dir.exists():
-        remove_resume(out_dir / "resume")
-        for path in (weights_path(out_dir / "best"), card_path(out_dir / "best")):
-            path.unlink(missing_ok=True)
+        if ranks.is_main:
+            remove_resume(out_dir / "resume")
+            for path in (weights_path(out_dir / "best"), card_path(out_dir / "best")):
+                path.unlink(missing_ok=True)
+        distributed.barrier()
     elif trainer.try_resume():
         log.info("continuing %s from step %d", out_dir, trainer.step)
-    (out_dir / "run.json").parent.mkdir(parents=True, exist_ok=True)
-    (out_dir / "run.json").write_text(json.dumps(run.to_dict(), indent=2) + "\n")
+    if ranks.is_main:
+        (out_dir / "run.json").parent.mkdir(parents=True, exist_ok=True)
+        (out_dir / "run.json").write_text(json.dumps(run.to_dict(), indent=2) + "\n")
     bar = ProgressBar(run.train.total_steps)
     trainer.fit(on_log=bar, on_eval=bar.evaluation)
+    if not ranks.is_main:
+        return None
     summary = {"step": trainer.step, "best_exact": trainer.best_exact,
                "train_seconds": round(trainer.elapsed_s, 1), "out_dir": str(out_dir),
                "curve": trainer.history}
@@ -64,11 +83,27 @@ def run_train(args: argparse.Namespace) -> dict[str, Any]:
     return summary
 
 
+def _training_data(run: RunConfig, task: Task) -> tuple[RunConfig, TrainData, TrainData | None]:
+    """CSV puzzle sets; for ARC a `trm data-arc` build folder (its train split, evaluated on
+    the test split of the folder named by eval_data), with model.num_puzzle_ids filled in from
+    the build's identifier count."""
+    cfg = run.train
+    if cfg.task != "arc":
+        eval_csv = load_puzzle_csv(cfg.eval_data, task) if cfg.eval_data else None
+        return run, load_puzzle_csv(cfg.train_data, task), eval_csv
+    train_set = open_split(cfg.train_data, "train")
+    eval_set = open_split(cfg.eval_data, "test") if cfg.eval_data else None
+    return fit_run_to_build(run, train_set), train_set, eval_set if eval_set else None
+
+
 def _ship(best: Path, target: Path) -> None:
-    """Copy the best checkpoint (weights + card) to `target`, a checkpoint stem."""
+    """Copy the best checkpoint (weights + card, and an ARC identifier table) to `target`, a
+    checkpoint stem."""
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(weights_path(best), weights_path(target))
     shutil.copyfile(card_path(best), card_path(target))
+    if sidecar_path(best).exists():
+        shutil.copyfile(sidecar_path(best), sidecar_path(target))
 
 
 def run_eval(args: argparse.Namespace) -> dict[str, Any]:
@@ -79,7 +114,7 @@ def run_eval(args: argparse.Namespace) -> dict[str, Any]:
     device = resolve_device(args.device)
     checkpoint = load_checkpoint(args.checkpoint, device)
     task = get_task(checkpoint.task)
-    data = load_puzzle_csv(args.data, task).head(args.limit)
+    data = load_puzzle_csv(args.data, task, args.buckets).head(args.limit)
     autocast = torch.bfloat16 if device.type == "cuda" else None
     report = evaluate(checkpoint.model, task, data, max_steps=args.max_steps,
                       halting=args.halting, attempts=args.attempts,
@@ -97,8 +132,8 @@ def run_eval(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _eval_service(args: argparse.Namespace) -> dict[str, Any]:
-    task = get_task(args.task)
-    data = load_puzzle_csv(args.data, task).head(args.limit)
+    task = get_task(args.task or served_task(args.url, args.api_key))
+    data = load_puzzle_csv(args.data, task, args.buckets).head(args.limit)
     options: dict[str, Any] = {"halting": args.halting, "attempts": args.attempts}
     if args.max_steps:
         options["max_steps"] = args.max_steps

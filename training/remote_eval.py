@@ -35,6 +35,25 @@ def _post(url: str, body: dict[str, Any], headers: dict[str, str], retries: int 
     raise ValueError(f"{url}: still overloaded after {retries} tries")
 
 
+def served_task(base_url: str, api_key: str | None = None) -> str:
+    """The one task the service at `base_url` serves (from `GET /v1/models`); ValueError when
+    it serves several or none, naming them."""
+    url = f"{base_url.rstrip('/')}/v1/models"
+    request = urllib.request.Request(url, headers={"x-api-key": api_key} if api_key else {})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            models = json.loads(response.read())["data"]
+    except urllib.error.HTTPError as err:
+        raise ValueError(f"{url}: HTTP {err.code}: {err.read().decode()[:300]}") from None
+    except urllib.error.URLError as err:
+        raise ValueError(f"{url}: {err.reason}") from None
+    tasks = sorted({str(model["task"]) for model in models})
+    if len(tasks) != 1:
+        raise ValueError(f"{base_url} serves {', '.join(tasks) or 'no task'}; name one with "
+                         f"--task")
+    return tasks[0]
+
+
 def _as_result(task: Task, reply: dict[str, Any]) -> JobResult:
     answer = task.from_grid(reply["grid"]) if reply.get("grid") else None
     return JobResult(job_id=str(reply.get("id", "")), status=reply["status"], answer=answer,
@@ -56,7 +75,7 @@ def evaluate_service(base_url: str, task: Task, data: PuzzleSet, *, options: dic
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
         replies = list(pool.map(lambda body: _post(url, body, headers), bodies))
     elapsed = time.perf_counter() - start
-    report = score([_as_result(task, r) for r in replies], data)
+    report = score([_as_result(task, r) for r in replies], data, task)
     models = sorted({str(r.get("model")) for r in replies})
     report["settings"] = {**options, "puzzles": len(data), "data": data.provenance,
                           "service": base_url, "models": models, "concurrency": concurrency}

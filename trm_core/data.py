@@ -1,14 +1,16 @@
-"""Puzzle sets on disk (CSV: puzzle,solution[,guesses,bucket]) and the training sampler that
-draws rows, turns them into tokens and augments them on the fly.
+"""Puzzle sets on disk (CSV: puzzle,solution[,bucket] or question,answer), the training
+sampler that draws rows, turns them into tokens and augments them on the fly, and the interface
+every training sampler offers the trainer (ARC's lives in `trm_core.arc_train_data`).
 """
 
 from __future__ import annotations
 
 import csv
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, Protocol
 
 import numpy as np
 
@@ -39,24 +41,71 @@ def file_digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def load_puzzle_csv(path: str | Path, task: Task) -> PuzzleSet:
-    """Read a CSV with header `puzzle,solution` (optionally `guesses`, `bucket`)."""
+# Column pairs (puzzle, solution) a CSV may use: ours, and the official builders' source files
+# (Sudoku-Extreme and Maze-Hard ship `source,question,answer,rating`).
+CSV_LAYOUTS = (("puzzle", "solution"), ("question", "answer"))
+BucketBy = Literal["auto", "column", "derived"]
+
+
+def load_puzzle_csv(path: str | Path, task: Task, bucket_by: BucketBy = "auto") -> PuzzleSet:
+    """Read a puzzle CSV whose header names its layout: `puzzle,solution` (optionally
+    `guesses`, `bucket`, `path_length`) or `question,answer` (optionally `source`, `rating`).
+
+    Buckets come from the file's `bucket` column ("column"), from the task's reading of each
+    solution ("derived": maze path length, else "all"), or the column when there is one and the
+    task's reading otherwise ("auto")."""
     path = Path(path)
     puzzles, solutions, buckets = [], [], []
     with path.open(newline="") as handle:
         reader = csv.DictReader(handle)
-        missing = {"puzzle", "solution"} - set(reader.fieldnames or [])
-        if missing:
-            raise ValueError(f"{path}: missing columns {sorted(missing)}")
+        puzzle_key, solution_key = _layout(path, reader.fieldnames)
+        use_column = _uses_bucket_column(path, reader.fieldnames, bucket_by)
         for line, row in enumerate(reader, start=2):
             try:
-                puzzles.append(task.parse(row["puzzle"]))
-                solutions.append(task.parse(row["solution"]))
+                puzzles.append(task.parse(row[puzzle_key]))
+                solutions.append(task.parse_solution(row[solution_key]))
             except ValueError as err:
                 raise ValueError(f"{path}:{line}: {err}") from None
-            buckets.append(row.get("bucket") or "all")
+            buckets.append((row["bucket"] or "all") if use_column
+                           else task.bucket_of(solutions[-1]))
+    if not puzzles:
+        raise ValueError(f"{path}: no puzzles after the header")
     provenance = {"path": str(path), "sha256": file_digest(path), "rows": len(puzzles)}
     return PuzzleSet(np.stack(puzzles), np.stack(solutions), np.array(buckets), provenance)
+
+
+def _layout(path: Path, fieldnames: Sequence[str] | None) -> tuple[str, str]:
+    """The (puzzle, solution) column names of a header; ValueError naming what was found."""
+    names = set(fieldnames or [])
+    for layout in CSV_LAYOUTS:
+        if set(layout) <= names:
+            return layout
+    found = ",".join(fieldnames or [])
+    found = found if len(found) <= 60 else found[:60] + "..."
+    raise ValueError(f"{path}: unrecognised header {found!r}; expected columns puzzle,solution"
+                     f"[,bucket] or question,answer (as in source,question,answer,rating)")
+
+
+def _uses_bucket_column(path: Path, fieldnames: Sequence[str] | None, bucket_by: BucketBy
+                        ) -> bool:
+    has_column = "bucket" in (fieldnames or [])
+    if bucket_by not in ("auto", "column", "derived"):
+        raise ValueError(f"bucket_by must be auto, column or derived, got {bucket_by!r}")
+    if bucket_by == "column" and not has_column:
+        raise ValueError(f"{path}: no bucket column to group by")
+    return has_column and bucket_by != "derived"
+
+
+class TrainingSampler(Protocol):
+    """What the trainer draws training rows from. `epochs` counts completed passes over the
+    data and is saved with resume state."""
+
+    epochs: int
+
+    def draw(self, count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """`count` rows: inputs and labels (count, seq_len) int64 tokens, and puzzle ids
+        (count,) int64, the puzzle-embedding row of each."""
+        ...
 
 
 class Sampler:
@@ -73,8 +122,9 @@ class Sampler:
         self.cursor = 0
         self.epochs = 0
 
-    def draw(self, count: int) -> tuple[np.ndarray, np.ndarray]:
-        """`count` (inputs, labels) token rows, (count, seq_len) each."""
+    def draw(self, count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """`count` (inputs, labels) token rows, (count, seq_len) each, and their puzzle ids:
+        all 0, since CSV tasks (Sudoku, mazes) share one puzzle-embedding row."""
         picked = []
         while count > 0:
             if self.cursor == len(self.order):
@@ -88,4 +138,4 @@ class Sampler:
         inputs, labels = self.inputs[rows], self.labels[rows]
         if self.augment and len(rows):
             inputs, labels = self.task.augment_tokens(inputs, labels, self.rng)
-        return inputs, labels
+        return inputs, labels, np.zeros(len(rows), dtype=np.int64)

@@ -91,10 +91,20 @@ class Engine:
         return self._pool.size
 
     @property
+    def autocast_dtype(self) -> torch.dtype | None:
+        """The autocast dtype steps run under (None: the weights' own dtype)."""
+        return self._pool.autocast_dtype
+
+    @property
     def _puzzle_rows(self) -> int:
         """Rows of the puzzle-embedding table a job may name (1 without a table)."""
         table = self.model.puzzle_embedding
         return 1 if table is None else table.num_embeddings
+
+    def _validate(self, job: Job) -> np.ndarray:
+        config = self.model.config
+        return validate_job(job, self.task.seq_len, config.max_supervision_steps, self.slots,
+                            self._puzzle_rows, config.puzzle_emb_dim)
 
     @property
     def queue_depth(self) -> int:
@@ -118,8 +128,7 @@ class Engine:
 
     def submit(self, job: Job) -> None:
         """Queue a job (any thread). Raises QueueFull, or ValueError for a bad option."""
-        puzzle = validate_job(job, self.task.seq_len, self.model.config.max_supervision_steps,
-                              self.slots, self._puzzle_rows)
+        puzzle = self._validate(job)
         fill = puzzle == 0
         record = JobRecord(job, puzzle, fill if fill.any() else np.ones_like(fill))
         with self._cond:
@@ -214,7 +223,8 @@ class Engine:
         cells = np.stack([record.puzzle if a.symmetry is None else a.symmetry.apply(record.puzzle)
                           for a in record.attempts])  # (attempts, seq_len)
         slots = [a.slot for a in record.attempts if a.slot is not None]
-        self._pool.load(slots, self.task.to_tokens(cells), self._noise(job, rng), job.puzzle_id)
+        self._pool.load(slots, self.task.to_tokens(cells), self._noise(job, rng), job.puzzle_id,
+                        job.puzzle_vector)
 
     def _noise(self, job: Job, rng: np.random.Generator) -> torch.Tensor | None:
         """Gaussian noise (attempts, L, D) for the initial z, zero for attempt 0; None if off."""
@@ -346,7 +356,8 @@ class Engine:
         """Solve many puzzles, up to `slots` attempts per step; results in input order.
 
         Same options as `solve`, shared by every puzzle, except `seed`: puzzle i gets seed + i,
-        and `puzzle_ids`: puzzle i gets puzzle_ids[i] as its `puzzle_id`.
+        `puzzle_ids`: puzzle i gets puzzle_ids[i] as its `puzzle_id`, and `puzzle_vectors`:
+        puzzle i gets puzzle_vectors[i] as its `puzzle_vector`.
         Every job is validated before any is submitted; the queue is fed as slots free up, so
         queue_ms stays meaningful. Only for use when no `run` thread owns this engine.
         """
@@ -370,11 +381,10 @@ class Engine:
             raise ValueError("id cannot name several jobs; leave it out of solve_batch")
         seed = options.pop("seed", None)
         user_done = options.pop("on_done", None)
-        given_ids = options.pop("puzzle_ids", None)
-        puzzle_ids = [0] * len(puzzles) if given_ids is None else [int(i) for i in given_ids]
-        if len(puzzle_ids) != len(puzzles):
-            raise ValueError(f"puzzle_ids has {len(puzzle_ids)} entries for {len(puzzles)} "
-                             "puzzles")
+        puzzle_ids = [int(i) for i in _per_puzzle(options.pop("puzzle_ids", None), len(puzzles),
+                                                  "puzzle_ids", 0)]
+        vectors = _per_puzzle(options.pop("puzzle_vectors", None), len(puzzles),
+                              "puzzle_vectors", None)
 
         def done_callback(index: int) -> Callable[[JobResult], None]:
             def on_done(result: JobResult) -> None:
@@ -388,9 +398,8 @@ class Engine:
         for index, puzzle in enumerate(puzzles):
             job = Job(puzzle=puzzle, on_done=done_callback(index),
                       seed=None if seed is None else int(seed) + index,
-                      puzzle_id=puzzle_ids[index], **options)
-            validate_job(job, self.task.seq_len, self.model.config.max_supervision_steps,
-                         self.slots, self._puzzle_rows)
+                      puzzle_id=puzzle_ids[index], puzzle_vector=vectors[index], **options)
+            self._validate(job)
             jobs.append(job)
         return jobs
 
@@ -398,6 +407,16 @@ class Engine:
         """Run one full step on a dummy puzzle so the first request pays no start-up cost."""
         blank = np.zeros((self.slots, self.task.seq_len), dtype=np.int8)
         self._pool.warmup(self.task.to_tokens(blank))
+
+
+def _per_puzzle(given: Sequence[Any] | None, count: int, name: str, default: Any) -> list[Any]:
+    """A per-puzzle option of `solve_batch` as a list of `count` values."""
+    if given is None:
+        return [default] * count
+    values = list(given)
+    if len(values) != count:
+        raise ValueError(f"{name} has {len(values)} entries for {count} puzzles")
+    return values
 
 
 def _call(callback: Callable[[T], None], arg: T, what: str, job_id: str) -> Exception | None:

@@ -85,15 +85,21 @@ class SlotPool:
                     yield
 
     def load(self, slots: list[int], tokens: np.ndarray, z_noise: torch.Tensor | None,
-             puzzle_id: int = 0) -> None:
+             puzzle_id: int = 0, puzzle_vector: np.ndarray | None = None) -> None:
         """Start fresh carries in `slots` for puzzles `tokens` (n, seq_len); `z_noise` (n, L, D)
-        is added to the initial z when given; `puzzle_id` picks the puzzle-embedding row. x is
-        embedded here once and reused every step."""
+        is added to the initial z when given; `puzzle_id` picks the puzzle-embedding row, or
+        `puzzle_vector` (puzzle_emb_dim,) replaces it. x is embedded here once and reused every
+        step."""
         with torch.inference_mode():
             index = torch.tensor(slots, device=self.device, dtype=torch.long)
             token_tensor = torch.from_numpy(np.ascontiguousarray(tokens, dtype=np.int64))
             ids = torch.full((len(slots),), puzzle_id, dtype=torch.long, device=self.device)
-            x = self.model.embed(token_tensor.to(self.device), ids)  # (n, L, D)
+            if puzzle_vector is None:
+                x = self.model.embed(token_tensor.to(self.device), ids)  # (n, L, D)
+            else:
+                row = torch.from_numpy(np.ascontiguousarray(puzzle_vector, dtype=np.float32))
+                vectors = row.to(self.device).expand(len(slots), -1)  # (n, puzzle_emb_dim)
+                x = self.model.embed(token_tensor.to(self.device), ids, vectors)
             state = self.model.initial_state(len(slots), self.device, self.dtype)
             z = state.z if z_noise is None else state.z + z_noise.to(self.device, self.dtype)
             self.x.index_copy_(0, index, x.to(self.dtype))
@@ -154,7 +160,7 @@ def position_source(symmetry: Symmetry, seq_len: int) -> np.ndarray | None:
 
 
 def validate_job(job: Job, seq_len: int, max_steps: int, slots: int,
-                 puzzle_rows: int = 1) -> np.ndarray:
+                 puzzle_rows: int = 1, puzzle_emb_dim: int = 0) -> np.ndarray:
     """The job's puzzle as (seq_len,) int8 cells; ValueError naming the first bad option."""
     if not _is_int(job.max_steps) or not 1 <= job.max_steps <= max_steps:
         raise ValueError(f"max_steps must be an integer in 1..{max_steps}, got {job.max_steps!r}")
@@ -166,6 +172,7 @@ def validate_job(job: Job, seq_len: int, max_steps: int, slots: int,
     if not _is_int(job.puzzle_id) or not 0 <= job.puzzle_id < puzzle_rows:
         raise ValueError(f"puzzle_id must be an integer in 0..{puzzle_rows - 1}, "
                          f"got {job.puzzle_id!r}")
+    _check_puzzle_vector(job.puzzle_vector, puzzle_emb_dim)
     noise = job.latent_noise
     if not isinstance(noise, numbers.Real) or not math.isfinite(noise) or noise < 0:
         raise ValueError(f"latent_noise must be a finite number >= 0, got {noise!r}")
@@ -174,6 +181,18 @@ def validate_job(job: Job, seq_len: int, max_steps: int, slots: int,
         raise ValueError(f"puzzle must be ({seq_len},) integer cells, got shape {puzzle.shape} "
                          f"of {puzzle.dtype}")
     return puzzle.astype(np.int8)
+
+
+def _check_puzzle_vector(vector: np.ndarray | None, puzzle_emb_dim: int) -> None:
+    """A given puzzle vector must be a finite (puzzle_emb_dim,) float array."""
+    if vector is None:
+        return
+    if puzzle_emb_dim == 0:
+        raise ValueError("puzzle_vector given, but the model has no puzzle embedding")
+    v = np.asarray(vector)
+    if v.shape != (puzzle_emb_dim,) or v.dtype.kind != "f" or not np.isfinite(v).all():
+        raise ValueError(f"puzzle_vector must be ({puzzle_emb_dim},) finite floats, got shape "
+                         f"{v.shape} of {v.dtype}")
 
 
 def _is_int(value: object) -> bool:

@@ -75,6 +75,9 @@ class Job:
     on_done: Callable[[JobResult], None] | None = None  # engine thread; exactly once
     seed: int | None = None  # for the attempts' symmetries and noise
     puzzle_id: int = 0  # row of the puzzle-embedding table (ARC versions); 0 = blank
+    # (puzzle_emb_dim,) float32 used instead of the `puzzle_id` row: rows fitted at test time
+    # are fed this way, so the checkpoint's table never grows.
+    puzzle_vector: np.ndarray | None = None
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     submitted_at: float = 0.0  # set by Engine.submit
 

@@ -1,5 +1,7 @@
-"""Evaluation: exact accuracy (whole grid right), cell accuracy on the blanks, verified rate and
-mean supervision steps, overall and by difficulty bucket.
+"""Evaluation: exact accuracy (whole grid right), cell accuracy on the cells the answer decides
+(`Task.scored_cells`: Sudoku's blanks, a maze's open cells), verified rate and mean supervision
+steps, overall and by bucket (the data's bucket column, or the task's reading of each solution,
+such as a maze's path length; see `trm_core.data.load_puzzle_csv`).
 
 It runs puzzles through the same `Engine` the service uses, so a number measured here is what a
 client of the service gets with the same halting and attempts settings.
@@ -34,7 +36,7 @@ def evaluate(model: TRM, task: Task, data: PuzzleSet, *, max_steps: int | None =
                                  attempts=attempts)
     elapsed = time.perf_counter() - start
     model.train(was_training)
-    report = score(results, data)
+    report = score(results, data, task)
     report["settings"] = {"max_steps": steps, "halting": halting, "attempts": attempts,
                           "puzzles": len(data), "data": data.provenance}
     report["speed"] = {"seconds": round(elapsed, 3),
@@ -42,14 +44,14 @@ def evaluate(model: TRM, task: Task, data: PuzzleSet, *, max_steps: int | None =
     return report
 
 
-def score(results: list[JobResult], data: PuzzleSet) -> dict[str, Any]:
+def score(results: list[JobResult], data: PuzzleSet, task: Task) -> dict[str, Any]:
     """Per-bucket and overall metrics for engine results aligned with `data` rows."""
-    blank = data.puzzles == 0  # (N, seq_len)
+    scored = task.scored_cells(data.puzzles)  # (N, seq_len) bool
     answers = np.stack([_answer(r, data.puzzles.shape[1]) for r in results])
     right = answers == data.solutions  # (N, seq_len)
     rows = {
         "exact": right.all(axis=1),
-        "cell": (right & blank).sum(1) / np.maximum(blank.sum(1), 1),
+        "cell": (right & scored).sum(1) / np.maximum(scored.sum(1), 1),
         "verified": np.array([r.valid for r in results]),
         "steps": np.array([r.steps_used for r in results], dtype=np.float64),
     }

@@ -3,7 +3,11 @@ in safetensors beside a JSON file (no pickle).
 
 The moments may be stored in bfloat16 to keep a 5M-parameter run's state small enough to move
 between machines (weights + EMA in fp32 + two bf16 moments is about 60 MB), and the tensors are
-split into shards of a bounded size (`<stem>-NN.safetensors`) for transports that cap file size.
+split into shards of a bounded size (`<stem>-NN.safetensors`) for transports that cap file size;
+a tensor larger than a shard (an ARC puzzle-embedding table) is cut into row blocks stored as
+`<name>#<block>`. Named model tensors (`low_precision`, e.g. that table) may be stored in the
+moments' dtype too. EMA tensors that are the model's own (the EMA shares the live puzzle table)
+are stored once.
 """
 
 from __future__ import annotations
@@ -31,6 +35,33 @@ def _optimizer_tensors(optimizer: torch.optim.Optimizer, dtype: torch.dtype) -> 
     return {"tensors": tensors, "counts": counts}
 
 
+def _split_large(tensors: dict[str, torch.Tensor], max_bytes: int) -> dict[str, torch.Tensor]:
+    """Tensors over `max_bytes` cut along dim 0 into blocks `<name>#<k>` that fit a shard."""
+    out: dict[str, torch.Tensor] = {}
+    for key, tensor in tensors.items():
+        nbytes = tensor.numel() * tensor.element_size()
+        if nbytes <= max_bytes or tensor.dim() == 0 or len(tensor) < 2:
+            out[key] = tensor
+            continue
+        rows = max(1, max_bytes * len(tensor) // nbytes)
+        for block, piece in enumerate(torch.split(tensor, rows)):
+            out[f"{key}#{block}"] = piece.clone()  # safetensors refuses shared storage
+    return out
+
+
+def _join_blocks(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The inverse of `_split_large`."""
+    whole = {k: v for k, v in tensors.items() if "#" not in k}
+    blocks: dict[str, dict[int, torch.Tensor]] = {}
+    for key, tensor in tensors.items():
+        if "#" in key:
+            name, _, block = key.rpartition("#")
+            blocks.setdefault(name, {})[int(block)] = tensor
+    for name, parts in blocks.items():
+        whole[name] = torch.cat([parts[k] for k in sorted(parts)])
+    return whole
+
+
 def _shards(tensors: dict[str, torch.Tensor], max_bytes: int) -> list[dict[str, torch.Tensor]]:
     """Greedy split into groups of at most `max_bytes` (a larger tensor gets a shard alone)."""
     shards: list[dict[str, torch.Tensor]] = [{}]
@@ -50,7 +81,7 @@ def _write_shards(stem: Path, tensors: dict[str, torch.Tensor], max_bytes: int) 
     for old in stem.parent.glob(f"{stem.name}-*.safetensors"):
         old.unlink()
     names = []
-    for index, shard in enumerate(_shards(tensors, max_bytes)):
+    for index, shard in enumerate(_shards(_split_large(tensors, max_bytes), max_bytes)):
         path = stem.parent / f"{stem.name}-{index:02d}.safetensors"
         tmp = path.with_suffix(".tmp")
         save_file(shard, str(tmp))
@@ -61,16 +92,21 @@ def _write_shards(stem: Path, tensors: dict[str, torch.Tensor], max_bytes: int) 
 
 def save_resume(stem: Path, model: nn.Module, ema: nn.Module | None,
                 optimizer: torch.optim.Optimizer, info: dict[str, Any],
-                moments_dtype: str = "float32", shard_mb: float = 15.0) -> None:
+                moments_dtype: str = "float32", shard_mb: float = 15.0,
+                low_precision: tuple[str, ...] = ()) -> None:
     """Write `<stem>-NN.safetensors` shards of at most `shard_mb` MiB and `<stem>.json` (which
     lists them, and is written last so a reader never sees a half-written state);
-    `info` must be JSON-serialisable."""
+    `info` must be JSON-serialisable. Model tensors named in `low_precision` are stored in
+    `moments_dtype`."""
     dtype = torch.bfloat16 if moments_dtype == "bfloat16" else torch.float32
     opt = _optimizer_tensors(optimizer, dtype)
-    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    live = model.state_dict()
+    tensors = {f"model.{k}": v.detach().to("cpu", dtype if k in low_precision else v.dtype)
+               .contiguous() for k, v in live.items()}
     if ema is not None:
         tensors.update({f"ema.{k}": v.detach().cpu().contiguous()
-                        for k, v in ema.state_dict().items()})
+                        for k, v in ema.state_dict().items()
+                        if k not in live or v.data_ptr() != live[k].data_ptr()})
     tensors.update(opt["tensors"])
     stem.parent.mkdir(parents=True, exist_ok=True)
     shards = _write_shards(stem, tensors, int(shard_mb * 2**20))
@@ -86,10 +122,13 @@ def load_resume(stem: Path, model: nn.Module, ema: nn.Module | None,
     tensors: dict[str, torch.Tensor] = {}
     for name in meta["shards"]:
         tensors.update(load_file(str(stem.parent / name)))
-    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    tensors = _join_blocks(tensors)
+    model_state = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
+    model.load_state_dict(model_state)
     if ema is not None:
         ema_state = {k[4:]: v for k, v in tensors.items() if k.startswith("ema.")}
-        ema.load_state_dict(ema_state or model.state_dict())
+        # Tensors the EMA shares with the model were stored once, under model.
+        ema.load_state_dict({**model_state, **ema_state})
     params = [p for group in optimizer.param_groups for p in group["params"]]
     for index_text, count in meta["optimizer_steps"].items():
         param = params[int(index_text)]

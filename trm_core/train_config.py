@@ -19,9 +19,11 @@ class TrainConfig:
     """How to train. Defaults follow the fast public Sudoku recipe (see README)."""
 
     task: str = "sudoku"
+    # A CSV, or for ARC a `trm data-arc` build folder (its train split; eval_data names the
+    # folder whose test split is scored, usually the same one). "" = no evaluation.
     train_data: str = "data/sudoku/train.csv"
     eval_data: str = "data/sudoku/val.csv"
-    batch_size: int = 768  # global batch
+    batch_size: int = 768  # global batch, split evenly over torchrun ranks
     total_steps: int = 50_000  # optimizer steps (one supervision step each)
     lr: float = 1e-4
     lr_min_ratio: float = 0.01  # cosine decays to lr * lr_min_ratio (1.0 = constant)
@@ -29,6 +31,7 @@ class TrainConfig:
     weight_decay: float = 1.0
     beta1: float = 0.9
     beta2: float = 0.95
+    # Puzzle embeddings: sign-SGD on the rows a batch uses, on the same warmup/cosine schedule.
     puzzle_emb_lr: float = 1e-4
     puzzle_emb_weight_decay: float = 1.0
     ema_rate: float = 0.999  # 0 disables the EMA copy
@@ -46,7 +49,8 @@ class TrainConfig:
     compile: Literal["auto", "off", "default", "reduce-overhead", "max-autotune"] = "auto"
     autocast: Literal["auto", "off", "bfloat16"] = "auto"  # auto = bf16 on CUDA, fp32 on CPU
     time_limit_s: float = 0.0  # stop (saving resume state) after this long; 0 = no limit
-    resume_state_dtype: Literal["float32", "bfloat16"] = "float32"  # Adam moments on disk
+    # Adam moments and the puzzle-embedding table on disk (weights and EMA stay float32)
+    resume_state_dtype: Literal["float32", "bfloat16"] = "float32"
     resume_shard_mb: float = 15.0  # largest resume file; some transports cap file size
     threads: int = 0  # torch CPU threads; 0 = torch's default
 
@@ -57,6 +61,10 @@ class TrainConfig:
                 raise ValueError(f"train.{name} must be >= 1, got {getattr(self, name)}")
         if self.lr <= 0:
             raise ValueError(f"train.lr must be > 0, got {self.lr}")
+        if self.puzzle_emb_lr <= 0 or self.puzzle_emb_weight_decay < 0:
+            raise ValueError("train.puzzle_emb_lr must be > 0 and puzzle_emb_weight_decay "
+                             f">= 0, got {self.puzzle_emb_lr} and "
+                             f"{self.puzzle_emb_weight_decay}")
         if not 0 <= self.ema_rate < 1:
             raise ValueError(f"train.ema_rate must be in [0, 1), got {self.ema_rate}")
         if not 0 < self.lr_min_ratio <= 1:

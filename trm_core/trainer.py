@@ -1,9 +1,15 @@
 """The trainer: deep supervision with a persistent carry, halted rows refilled with new puzzles,
-stablemax CE + halting BCE, AdamW with warmup and cosine decay, an EMA copy used for evaluation
-and saving, bf16 autocast and torch.compile on CUDA, resumable.
+stablemax CE + halting BCE, AdamW with warmup and cosine decay, sign-SGD for the puzzle
+embeddings, an EMA copy used for evaluation and saving, bf16 autocast and torch.compile on
+CUDA, data-parallel over torchrun ranks, resumable.
 
 One optimizer step = one supervision step for every row of the batch. A puzzle stays in its row
 for several consecutive optimizer steps until it halts (halting head, or the step limit).
+
+Under torchrun (`trm_core.distributed`) every rank holds `batch_size / world_size` rows of the
+global batch and draws them from its own sampler stream; DistributedDataParallel averages the
+dense gradients, sign-SGD all-gathers the puzzle rows, and rank 0 alone logs, evaluates and
+writes checkpoints and resume state.
 """
 
 from __future__ import annotations
@@ -20,36 +26,48 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
+from trm_core import distributed
+from trm_core.arc_identifiers import save_identifiers, sidecar_path
+from trm_core.arc_train_data import ArcSampler, ArcSplit, eval_rows, evaluate_examples
 from trm_core.checkpoint import save_checkpoint
-from trm_core.data import PuzzleSet, Sampler
+from trm_core.data import PuzzleSet, Sampler, TrainingSampler
+from trm_core.distributed import Ranks, resolve_device
 from trm_core.evaluate import evaluate
 from trm_core.losses import step_loss
 from trm_core.model import TRM, State
 from trm_core.resume import load_resume, resume_exists, save_resume
+from trm_core.sign_sgd import SignSGD
 from trm_core.tasks.base import Task
 from trm_core.train_config import RunConfig
 
+__all__ = ["EMA", "Carry", "Trainer", "local_batch_size", "lr_at", "resolve_device"]
+
 log = logging.getLogger(__name__)
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+TrainData = PuzzleSet | ArcSplit
+PUZZLE_TABLE = "puzzle_embedding.weight"
 
 
 class EMA:
-    """Exponential moving average of a model's weights: ema <- ema + (1 - rate)(w - ema)."""
+    """Exponential moving average of a model's weights: ema <- ema + (1 - rate)(w - ema).
 
-    def __init__(self, model: nn.Module, rate: float) -> None:
+    Tensors in `shared` (the puzzle-embedding table) are not copied: the EMA model uses the live
+    tensor, as the reference does (its EMA covers the trainable parameters; the embedding used
+    at evaluation is the live one), so a 900,000 x 512 table is held once."""
+
+    def __init__(self, model: nn.Module, rate: float, shared: tuple[torch.Tensor, ...] = ()
+                 ) -> None:
         self.rate = rate
-        self.model = copy.deepcopy(model).eval().requires_grad_(False)
+        memo: dict[int, Any] = {id(t): t for t in shared}
+        self.model = copy.deepcopy(model, memo).eval().requires_grad_(False)
 
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
-        ema_params: list[torch.Tensor] = list(self.model.parameters())
-        torch._foreach_lerp_(ema_params, [p.detach() for p in model.parameters()], 1 - self.rate)
+        pairs = [(e, p) for e, p in zip(self.model.parameters(), model.parameters(), strict=True)
+                 if e is not p]
+        torch._foreach_lerp_([e for e, _ in pairs], [p.detach() for _, p in pairs],
+                             1 - self.rate)
 
 
 def lr_at(step: int, base: float, warmup: int, total: int, min_ratio: float) -> float:
@@ -60,6 +78,14 @@ def lr_at(step: int, base: float, warmup: int, total: int, min_ratio: float) -> 
     return base * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
+def local_batch_size(global_batch: int, world_size: int) -> int:
+    """Rows per rank; the global batch must split evenly so every rank steps the same rows."""
+    if global_batch % world_size:
+        raise ValueError(f"train.batch_size {global_batch} is not divisible by the "
+                         f"{world_size} ranks of this launch; use a multiple of {world_size}")
+    return global_batch // world_size
+
+
 @dataclass
 class Carry:
     """Per-row training state kept across optimizer steps, all on the device."""
@@ -67,27 +93,58 @@ class Carry:
     state: State
     inputs: torch.Tensor  # (B, S) long tokens
     labels: torch.Tensor  # (B, S) long tokens
+    puzzle_ids: torch.Tensor  # (B,) long: the puzzle-embedding row of each row's puzzle
     steps: torch.Tensor  # (B,) supervision steps taken by the row's current puzzle
     halted: torch.Tensor  # (B,) bool: refill this row before the next step
 
 
-class Trainer:
-    """Owns model, EMA, optimizer, carry and sampler for one run."""
+def check_data(run: RunConfig, task: Task, train_set: TrainData) -> None:
+    """Refuse data the model cannot take: another grid size or vocabulary, or an ARC build
+    whose identifier count differs from the puzzle-embedding table's rows."""
+    model = run.model
+    if (task.seq_len, task.vocab_size) != (model.seq_len, model.vocab_size):
+        raise ValueError(f"task {task.name!r} has seq_len {task.seq_len} and vocab_size "
+                         f"{task.vocab_size}; the model config has {model.seq_len} and "
+                         f"{model.vocab_size}")
+    if (isinstance(train_set, ArcSplit) and model.puzzle_emb_dim
+            and model.num_puzzle_ids != train_set.num_identifiers):
+        raise ValueError(f"model.num_puzzle_ids is {model.num_puzzle_ids} but the ARC build "
+                         f"{train_set.folder} has {train_set.num_identifiers} identifiers")
 
-    def __init__(self, run: RunConfig, task: Task, train_set: PuzzleSet,
-                 eval_set: PuzzleSet | None) -> None:
+
+def make_sampler(data: TrainData, task: Task, seed: int, augment: bool) -> TrainingSampler:
+    """ARC builds are sampled group by group with augmentation baked in; CSV sets row by row
+    with on-the-fly symmetries."""
+    if isinstance(data, ArcSplit):
+        return ArcSampler(data, seed)
+    return Sampler(data, task, seed, augment)
+
+
+class Trainer:
+    """Owns model, EMA, optimizers, carry and sampler for one run (one rank of it)."""
+
+    def __init__(self, run: RunConfig, task: Task, train_set: TrainData,
+                 eval_set: TrainData | None, ranks: Ranks | None = None) -> None:
         self.run, self.cfg, self.task = run, run.train, task
+        self.ranks = ranks or distributed.current()
+        self.local_batch = local_batch_size(self.cfg.batch_size, self.ranks.world_size)
+        check_data(run, task, train_set)
         if self.cfg.threads:
             torch.set_num_threads(self.cfg.threads)
         torch.manual_seed(self.cfg.seed)
-        self.device = resolve_device(self.cfg.device)
+        self.device = resolve_device(self.cfg.device, self.ranks.local_rank)
         self.model = TRM(run.model).to(self.device)
-        self.ema = EMA(self.model, self.cfg.ema_rate) if self.cfg.ema_rate > 0 else None
+        self.sign_sgd = self._take_out_puzzle_table()
+        shared = () if self.sign_sgd is None else (self.sign_sgd.weight,)
+        self.ema = EMA(self.model, self.cfg.ema_rate, shared) if self.cfg.ema_rate > 0 else None
         self.optimizer = self._build_optimizer()
-        self.sampler = Sampler(train_set, task, self.cfg.seed, self.cfg.augment)
+        if self.ranks.distributed:  # halting exploration draws differ between ranks
+            torch.manual_seed(self.cfg.seed + self.ranks.rank)
+        self.sampler = make_sampler(train_set, task, self.cfg.seed + self.ranks.rank,
+                                    self.cfg.augment)
         self.train_set, self.eval_set = train_set, eval_set
         self.autocast = self._autocast_dtype()
-        self.forward = self._compiled_forward()
+        self.net, self.forward = self._wrap_and_compile()
         self.uses_cuda_graphs = (self.device.type == "cuda"
                                  and self.cfg.compile in ("reduce-overhead", "max-autotune"))
         self.step = 0
@@ -97,15 +154,19 @@ class Trainer:
         self.carry = self._empty_carry()
         self.out_dir = Path(self.cfg.out_dir)
 
+    def _take_out_puzzle_table(self) -> SignSGD | None:
+        """The puzzle-embedding table leaves autograd, AdamW and DDP: sign-SGD owns it."""
+        table = self.model.puzzle_embedding
+        if table is None:
+            return None
+        table.weight.requires_grad_(False)
+        return SignSGD(table.weight, self.cfg.puzzle_emb_lr, self.cfg.puzzle_emb_weight_decay)
+
     def _build_optimizer(self) -> torch.optim.Optimizer:
         cfg = self.cfg
-        puzzle = [p for n, p in self.model.named_parameters() if n.startswith("puzzle_embedding")]
-        rest = [p for n, p in self.model.named_parameters() if not n.startswith("puzzle_embedding")]
-        groups: list[dict[str, Any]] = [{"params": rest, "lr": cfg.lr,
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        groups: list[dict[str, Any]] = [{"params": params, "lr": cfg.lr,
                                          "weight_decay": cfg.weight_decay, "base_lr": cfg.lr}]
-        if puzzle:
-            groups.append({"params": puzzle, "lr": cfg.puzzle_emb_lr, "base_lr": cfg.puzzle_emb_lr,
-                           "weight_decay": cfg.puzzle_emb_weight_decay})
         fused = self.device.type == "cuda"
         return torch.optim.AdamW(groups, betas=(cfg.beta1, cfg.beta2), fused=fused)
 
@@ -116,37 +177,54 @@ class Trainer:
             return torch.bfloat16
         return None
 
-    def _compiled_forward(self) -> Callable[..., Any]:
+    def _compile_mode(self) -> str | None:
+        """torch.compile's mode, or None for eager ("off", or "auto" off CUDA)."""
         mode = self.cfg.compile
         if mode == "off" or (mode == "auto" and self.device.type != "cuda"):
-            return self._forward_loss
-        compile_mode = None if mode in ("auto", "default") else mode
-        return torch.compile(self._forward_loss, mode=compile_mode)
+            return None
+        return "default" if mode == "auto" else mode
 
-    def _forward_loss(self, state: State, inputs: torch.Tensor, labels: torch.Tensor) -> Any:
+    def _wrap_and_compile(self) -> tuple[nn.Module, Callable[..., Any]]:
+        """(the module the step calls, the step function). One process: the whole forward and
+        loss are compiled, as the reference does. Several ranks: the TRM is compiled inside
+        DDP (DDP's gradient hooks stay outside the graph, nanoGPT's arrangement) and the loss
+        runs eagerly."""
+        mode = self._compile_mode()
+        if not self.ranks.distributed:
+            forward = self._forward_loss
+            return self.model, forward if mode is None else torch.compile(forward, mode=mode)
+        inner = self.model if mode is None else torch.compile(self.model, mode=mode)
+        device_ids = [self.device.index] if self.device.type == "cuda" else None
+        return DistributedDataParallel(inner, device_ids=device_ids), self._forward_loss
+
+    def _forward_loss(self, state: State, inputs: torch.Tensor, labels: torch.Tensor,
+                      puzzle_vectors: torch.Tensor | None) -> Any:
         """Embed, one supervision step, loss: the part worth compiling."""
         with torch.autocast(self.device.type, self.autocast, enabled=self.autocast is not None):
-            out = self.model(state, inputs)
+            out = self.net(state, inputs, puzzle_vectors=puzzle_vectors)
         loss = step_loss(out.logits, out.halt_logits, labels, self.cfg.loss,
                          self.cfg.halt_loss_weight)
         return out, loss
 
     def _empty_carry(self) -> Carry:
-        batch, seq = self.cfg.batch_size, self.run.model.seq_len
+        batch, seq = self.local_batch, self.run.model.seq_len
         zeros = torch.zeros(batch, seq, dtype=torch.long, device=self.device)
         return Carry(self.model.initial_state(batch, self.device), zeros, zeros.clone(),
+                     torch.zeros(batch, dtype=torch.long, device=self.device),
                      torch.zeros(batch, dtype=torch.long, device=self.device),
                      torch.ones(batch, dtype=torch.bool, device=self.device))
 
     def _refill(self) -> None:
-        """Rows that halted last step get a fresh puzzle and a fresh carry."""
+        """Rows that halted last step get a fresh puzzle (and its puzzle id) and a fresh
+        carry."""
         carry = self.carry
         rows = carry.halted.nonzero().squeeze(1)
         if len(rows) == 0:
             return
-        inputs, labels = self.sampler.draw(len(rows))
+        inputs, labels, puzzle_ids = self.sampler.draw(len(rows))
         carry.inputs[rows] = torch.from_numpy(inputs).to(self.device)
         carry.labels[rows] = torch.from_numpy(labels).to(self.device)
+        carry.puzzle_ids[rows] = torch.from_numpy(puzzle_ids).to(self.device)
         carry.state = self.model.reset_rows(carry.state, carry.halted)
         carry.steps = torch.where(carry.halted, 0, carry.steps)
 
@@ -161,19 +239,35 @@ class Trainer:
         floor = torch.randint_like(carry.steps, 2, limit + 1)
         carry.halted = halted & (carry.steps >= torch.where(explore, floor, 0))
 
-    def train_step(self) -> dict[str, float]:
-        """One optimizer step over the batch; returns scalar metrics."""
-        self._refill()
-        lr_scale = lr_at(self.step, 1.0, self.cfg.warmup_steps, self.cfg.total_steps,
-                         self.cfg.lr_min_ratio)
+    def _set_learning_rates(self, scale: float) -> None:
+        """The warmup/cosine schedule, applied alike to AdamW and the puzzle embeddings."""
         for group in self.optimizer.param_groups:
-            group["lr"] = group["base_lr"] * lr_scale
+            group["lr"] = group["base_lr"] * scale
+        if self.sign_sgd is not None:
+            self.sign_sgd.lr = self.cfg.puzzle_emb_lr * scale
+
+    def forward_backward(self) -> tuple[Any, Any, torch.Tensor | None]:
+        """Refill, one supervision step and backward; returns (output, loss, puzzle rows)."""
+        self._refill()
         if self.uses_cuda_graphs:
             torch.compiler.cudagraph_mark_step_begin()
-        out, loss = self.forward(self.carry.state, self.carry.inputs, self.carry.labels)
-        (loss.total / self.cfg.batch_size).backward()
+        rows = None if self.sign_sgd is None else self.sign_sgd.lookup(self.carry.puzzle_ids)
+        out, loss = self.forward(self.carry.state, self.carry.inputs, self.carry.labels, rows)
+        # The gradient is of (total loss / global batch). DDP averages over the world's ranks,
+        # so each rank divides its own rows' sum by its local batch (global / world).
+        (loss.total / self.local_batch).backward()
+        return out, loss, rows
+
+    def train_step(self) -> dict[str, float]:
+        """One optimizer step over the batch; returns scalar metrics (this rank's rows)."""
+        lr_scale = lr_at(self.step, 1.0, self.cfg.warmup_steps, self.cfg.total_steps,
+                         self.cfg.lr_min_ratio)
+        self._set_learning_rates(lr_scale)
+        out, loss, rows = self.forward_backward()
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
+        if self.sign_sgd is not None and rows is not None:
+            self.sign_sgd.step(self.carry.puzzle_ids, rows)
         if self.ema is not None:
             self.ema.update(self.model)
         # CUDA-graph outputs live in buffers the next replay overwrites: keep a copy.
@@ -181,7 +275,7 @@ class Trainer:
                             if self.uses_cuda_graphs else out.state)
         self._update_halting(out.halt_logits)
         self.step += 1
-        batch = self.cfg.batch_size
+        batch = self.local_batch
         return {"loss": loss.total.item() / batch, "answer_loss": loss.answer.item() / batch,
                 "halt_loss": loss.halting.item() / batch,
                 "cell_acc": loss.cell_correct.mean().item(),
@@ -193,8 +287,14 @@ class Trainer:
         return self.ema.model if self.ema is not None else self.model  # type: ignore[return-value]
 
     def evaluate(self) -> dict[str, Any]:
-        """Score the EMA model on the evaluation set at full depth (all steps, as the paper)."""
+        """Score the EMA model on the evaluation set at full depth (all steps, as the paper):
+        CSV puzzles through the serving engine, ARC examples with their puzzle ids."""
         assert self.eval_set is not None
+        if isinstance(self.eval_set, ArcSplit):
+            rows = eval_rows(self.eval_set, self.cfg.eval_puzzles)
+            return evaluate_examples(self.eval_model, self.eval_set, rows,
+                                     batch_size=self.cfg.eval_batch_size,
+                                     autocast_dtype=self.autocast)
         subset = self.eval_set.head(self.cfg.eval_puzzles)
         return evaluate(self.eval_model, self.task, subset, halting="never",
                         batch_size=self.cfg.eval_batch_size, autocast_dtype=self.autocast)
@@ -203,7 +303,8 @@ class Trainer:
             on_eval: Callable[[dict[str, Any]], None] | None = None,
             log_every: int = 20) -> dict[str, Any]:
         """Train to `total_steps` (or the time limit); evaluates, keeps the best, saves resume
-        state. Returns the last evaluation report (empty without an eval set)."""
+        state (rank 0; the other ranks wait). Returns the last evaluation report (empty without
+        an eval set, and on ranks other than 0)."""
         report: dict[str, Any] = {}
         started = time.perf_counter() - self.elapsed_s
         window_start, window_steps = time.perf_counter(), 0
@@ -212,21 +313,40 @@ class Trainer:
             metrics = self.train_step()
             window_steps += 1
             self.elapsed_s = time.perf_counter() - started
-            if on_log and (self.step % log_every == 0 or self.step == self.cfg.total_steps):
+            last = self.step == self.cfg.total_steps
+            if on_log and self.ranks.is_main and (self.step % log_every == 0 or last):
                 now = time.perf_counter()
                 metrics["steps_per_s"] = window_steps / max(now - window_start, 1e-9)
                 metrics["step"], metrics["elapsed_s"] = self.step, self.elapsed_s
                 on_log(metrics)
                 window_start, window_steps = now, 0
-            due = self.step % self.cfg.eval_every == 0 or self.step == self.cfg.total_steps
-            out_of_time = bool(self.cfg.time_limit_s) and self.elapsed_s >= self.cfg.time_limit_s
-            if due and self.eval_set is not None:
-                report = self._eval_and_keep_best(on_eval)
-            if due or out_of_time:
-                self.save_resume()
+            due = self.step % self.cfg.eval_every == 0 or last
+            out_of_time = self._out_of_time()
+            report = self._evaluate_and_save(due, out_of_time, on_eval) or report
             if out_of_time:
                 log.info("time limit %.0fs reached at step %d", self.cfg.time_limit_s, self.step)
                 break
+        return report
+
+    def _out_of_time(self) -> bool:
+        """Past `time_limit_s` on any rank (so every rank stops at the same step)."""
+        if not self.cfg.time_limit_s:
+            return False
+        return distributed.any_rank(self.elapsed_s >= self.cfg.time_limit_s, self.device)
+
+    def _evaluate_and_save(self, due: bool, out_of_time: bool,
+                           on_eval: Callable[[dict[str, Any]], None] | None
+                           ) -> dict[str, Any] | None:
+        """On schedule, rank 0 evaluates (keeping the best checkpoint) and saves resume state
+        while the other ranks wait; returns the evaluation report if one ran here."""
+        if not (due or out_of_time):
+            return None
+        report = None
+        if self.ranks.is_main:
+            if due and self.eval_set is not None:
+                report = self._eval_and_keep_best(on_eval)
+            self.save_resume()
+        distributed.barrier()
         return report
 
     def _eval_and_keep_best(self, on_eval: Callable[[dict[str, Any]], None] | None
@@ -252,24 +372,32 @@ class Trainer:
                      "eval": self.eval_set.provenance if self.eval_set else None,
                      "epochs": self.sampler.epochs},
             "compute": {"device": str(self.device), "device_name": _device_name(self.device),
+                        "ranks": self.ranks.world_size,
                         "train_seconds": round(self.elapsed_s, 1)},
             "evaluation": report or {}, "curve": self.history,
         }
 
     def save_checkpoint(self, stem: Path, report: dict[str, Any] | None = None) -> Path:
-        return save_checkpoint(stem, self.eval_model, self.card(report))
+        """The EMA weights and card; for ARC also `<stem>.identifiers.json`, the table saying
+        which task version each puzzle-embedding row stands for."""
+        stem = save_checkpoint(stem, self.eval_model, self.card(report))
+        if isinstance(self.train_set, ArcSplit):
+            save_identifiers(sidecar_path(stem), self.train_set.identifiers())
+        return stem
 
     def save_resume(self) -> None:
         info = {"step": self.step, "best_exact": self.best_exact, "history": self.history,
                 "elapsed_s": self.elapsed_s, "run": self.run.to_dict(),
                 "sampler_epochs": self.sampler.epochs}
         ema_model = self.ema.model if self.ema is not None else None
+        # The puzzle table is stored in the moments' dtype: bf16 halves an ARC table.
+        low_precision = (PUZZLE_TABLE,) if self.sign_sgd is not None else ()
         save_resume(self.out_dir / "resume", self.model, ema_model, self.optimizer, info,
-                    self.cfg.resume_state_dtype, self.cfg.resume_shard_mb)
+                    self.cfg.resume_state_dtype, self.cfg.resume_shard_mb, low_precision)
 
     def try_resume(self) -> bool:
-        """Continue from `<out_dir>/resume.*` if present. The carry starts fresh (all rows
-        refilled), which costs nothing measurable."""
+        """Continue from `<out_dir>/resume.*` if present (every rank reads the same files).
+        The carry starts fresh (all rows refilled), which costs nothing measurable."""
         stem = self.out_dir / "resume"
         if not resume_exists(stem):
             return False

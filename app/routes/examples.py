@@ -1,5 +1,6 @@
-"""`GET /v1/examples/{task}`: bundled example puzzles, or a freshly generated one when a
-`difficulty` is given (Sudoku only)."""
+"""`GET /v1/examples/{task}`: bundled example puzzles (Sudoku) or the first mazes of the committed
+test sets, and `GET /v1/examples/{task}/generate`: one fresh puzzle of a difficulty with its
+solution. The list route also generates when given a `difficulty` (the older spelling)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,17 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 
 from app import errors
-from app.examples import SUDOKU_EXAMPLES, Difficulty, generate_sudoku
+from app.examples import EXAMPLES, Difficulty, generate_example
 from app.schemas import PROBLEM_RESPONSES
 
 router = APIRouter(tags=["examples"])
+Seed = Annotated[int | None, Query(ge=0, description="makes generation repeatable")]
+
+
+def _check(task: str) -> None:
+    if task not in EXAMPLES:
+        raise errors.not_found("task", f"no examples for task {task!r}; try "
+                               f"{' or '.join(EXAMPLES)}", known=list(EXAMPLES))
 
 
 @router.get("/v1/examples/{task}", responses=PROBLEM_RESPONSES)
@@ -19,14 +27,28 @@ async def examples(
     task: str,
     difficulty: Annotated[Difficulty | None,
                           Query(description="generate a new puzzle of this difficulty")] = None,
-    seed: Annotated[int | None, Query(ge=0, description="makes generation repeatable")] = None,
+    seed: Seed = None,
 ) -> dict[str, Any]:
     """Examples to try; with `difficulty`, one new unique puzzle and its solution."""
-    if task != "sudoku":
-        raise errors.not_found("task", f"no examples for task {task!r}; try sudoku")
+    _check(task)
     if difficulty is None:
-        return {"object": "list", "task": task, "data": SUDOKU_EXAMPLES}
+        return {"object": "list", "task": task, "data": EXAMPLES[task]()}
+    return await generate(task, difficulty, seed)
+
+
+@router.get("/v1/examples/{task}/generate", responses=PROBLEM_RESPONSES)
+async def generate(
+    task: str,
+    difficulty: Annotated[Difficulty, Query(description="Sudoku: by search effort; maze: "
+                                                        "easy 20-60, medium 61-110, hard 111+ "
+                                                        "path steps")] = "medium",
+    seed: Seed = None,
+) -> dict[str, Any]:
+    """A new puzzle with a unique solution (Sudoku) or a unique shortest path (maze), made
+    on request within a bounded number of tries; 503 when none was found in time."""
+    _check(task)
     try:
-        return {"object": "example", "task": task, **await generate_sudoku(difficulty, seed)}
+        return {"object": "example", "task": task,
+                **await generate_example(task, difficulty, seed)}
     except RuntimeError as exc:
         raise errors.unavailable("generation_failed", str(exc), 1) from None

@@ -1,116 +1,45 @@
-// The Sudoku viewer: builds the 9x9 board, loads examples and generated puzzles, and streams a
-// solve (POST /v1/solve/sudoku with "stream": true, read with fetch so an API key can ride in
-// a header, which EventSource cannot send), replaying each supervision step at a chosen pace.
+// The viewer: picks a task the service serves (GET /v1/models), loads examples and generated
+// puzzles, and streams a solve (POST /v1/solve/{task} with "stream": true, read with fetch so an
+// API key can ride in a header, which EventSource cannot send), replaying each supervision step
+// at a chosen pace. Drawing is the board's job: SudokuBoard (sudoku-board.js) and MazeBoard
+// (maze-board.js) offer the same methods.
 "use strict";
 
-const CELLS = 81;
 const KEY_STORE = "trm-api-key";
+const BOARDS = { sudoku: SudokuBoard, maze: MazeBoard };
 const $ = (id) => document.getElementById(id);
 
 const state = {
-  givens: new Array(CELLS).fill(0), // digits of the puzzle being shown, 0 = blank
-  solution: null,                   // known solution of an example, to mark wrong cells
+  task: "sudoku",
+  models: [],                       // GET /v1/models data
+  solution: null,                   // known solution of the example shown
   controller: null,                 // AbortController of the running stream
   run: 0,                           // increments per solve so stale replays stop drawing
   chain: Promise.resolve(),         // the replay queue: one step drawn after another
   examples: [],
 };
 
-// ------------------------------------------------------------------------------ the board
+const board = () => BOARDS[state.task];
 
-function cellAt(i) { return $("grid").children[i]; }
+// ------------------------------------------------------------------------------ the puzzle
 
-function buildGrid() {
-  const grid = $("grid");
-  for (let i = 0; i < CELLS; i++) {
-    const cell = document.createElement("input");
-    const row = Math.floor(i / 9), col = i % 9;
-    cell.className = "cell";
-    cell.maxLength = 1;
-    cell.inputMode = "numeric";
-    cell.dataset.index = String(i);
-    cell.setAttribute("aria-label", `row ${row + 1} column ${col + 1}`);
-    cell.classList.toggle("box-right", col % 3 === 2);
-    cell.classList.toggle("box-bottom", row % 3 === 2);
-    cell.classList.toggle("last-col", col === 8);
-    cell.classList.toggle("last-row", row === 8);
-    cell.addEventListener("input", () => onCellInput(i));
-    cell.addEventListener("keydown", (event) => onCellKey(i, event));
-    grid.appendChild(cell);
-  }
+function setPuzzle(text, solution, keepText = false) {
+  const cleaned = board().setPuzzle(text, solution);
+  state.solution = solution || null;
+  if (!keepText) $("puzzle-text").value = cleaned;
+  resetRun();
 }
 
-function onCellInput(i) {
-  const cell = cellAt(i);
-  const digit = cell.value.replace(/[^1-9]/g, "").slice(-1);
-  cell.value = digit;
-  state.givens[i] = digit ? Number(digit) : 0;
+// A board edit (Sudoku cells): the text box follows and the example no longer applies.
+function onBoardEdit(text) {
   state.solution = null;
   resetRun();
-  drawGivens();
-  $("puzzle-text").value = puzzleString();
+  $("puzzle-text").value = text;
   $("example").value = "";
 }
 
-function onCellKey(i, event) {
-  const moves = { ArrowLeft: -1, ArrowRight: 1, ArrowUp: -9, ArrowDown: 9 };
-  if (event.key in moves) {
-    const next = i + moves[event.key];
-    if (next >= 0 && next < CELLS) cellAt(next).focus();
-    event.preventDefault();
-  }
-}
-
-function puzzleString() {
-  return state.givens.map((d) => (d ? String(d) : ".")).join("");
-}
-
-// Mirrors the server's parser loosely: separators and whitespace are ignored, 0 is a blank.
-function cleanPuzzle(text) { return text.replace(/[\s|+\-]/g, "").replace(/0/g, "."); }
-
-function setPuzzle(text, solution, keepText = false) {
-  const clean = cleanPuzzle(text);
-  state.givens = Array.from({ length: CELLS }, (_, i) => {
-    const ch = clean[i] || ".";
-    return /[1-9]/.test(ch) ? Number(ch) : 0;
-  });
-  state.solution = solution || null;
-  if (!keepText) $("puzzle-text").value = clean;
-  resetRun();
-  drawGivens();
-}
-
-function drawGivens() {
-  for (let i = 0; i < CELLS; i++) {
-    const cell = cellAt(i);
-    const given = state.givens[i] !== 0;
-    cell.value = given ? String(state.givens[i]) : "";
-    cell.classList.toggle("given", given);
-    cell.classList.remove("changed", "wrong");
-    cell.style.setProperty("--tint", "0%");
-  }
-}
-
-function drawGrid(grid, changed, confidence) {
-  const changedSet = new Set(changed || []);
-  for (let i = 0; i < CELLS; i++) {
-    if (state.givens[i]) continue;
-    const cell = cellAt(i);
-    const ch = grid[i];
-    cell.value = /[1-9]/.test(ch) ? ch : "";
-    cell.classList.toggle("changed", changedSet.has(i));
-    cell.classList.toggle("wrong", !!state.solution && cell.value !== state.solution[i]);
-    cell.style.setProperty("--tint", tint(confidence ? confidence[i] : 1));
-  }
-}
-
-// The model is rarely below 0.6 on a cell, so the shading spans 1.0 (none) to 0.6 (full).
-function tint(confidence) {
-  return `${Math.round(Math.min(1, Math.max(0, (1 - confidence) / 0.4)) * 75)}%`;
-}
-
 function setReadOnly(readOnly) {
-  for (let i = 0; i < CELLS; i++) cellAt(i).readOnly = readOnly;
+  board().setReadOnly(readOnly);
   $("solve").disabled = readOnly;
   $("stop").disabled = !readOnly;
 }
@@ -140,6 +69,7 @@ function resetRun() {
   state.chain = Promise.resolve();
   setReadOnly(false);
   setStats(null, 0, null, null, null);
+  $("path-stat").textContent = "–";
   setBadge("idle", "ready");
   $("summary").textContent = "";
 }
@@ -149,6 +79,7 @@ function showError(problem) {
   const lines = [problem.detail || problem.title || "request failed"];
   for (const entry of problem.errors || []) {
     if (entry.msg && !lines[0].includes(entry.msg)) lines.push(`• ${entry.msg}`);
+    board().markCells(entry.cells);
   }
   box.textContent = lines.join("\n");
   box.hidden = false;
@@ -220,8 +151,9 @@ function draw(name, data) {
     setBadge("running", "solving…");
     setStats(0, data.max_steps, null, null, null);
   } else if (name === "solve.step") {
-    drawGrid(data.grid, data.changed_cells, data.cell_confidence);
+    board().drawStep(data);
     setStats(data.step, data.max_steps, data.changed, data.confidence, data.q_halt);
+    $("path-stat").textContent = board().stepStat(data) || "–";
     setBadge("running", data.valid ? "solving… (answer verifies)" : "solving…");
   } else if (name === "solve.completed") {
     finish(data);
@@ -236,7 +168,7 @@ function draw(name, data) {
 }
 
 function finish(result) {
-  drawGrid(result.solution, [], null);
+  board().drawResult(result);
   const steps = $("step").dataset.step;
   const maxSteps = ($("step").textContent.split("/")[1] || "").trim();
   $("step").textContent = `${steps || result.steps_used} / ${maxSteps || result.steps_used}`;
@@ -247,18 +179,18 @@ function finish(result) {
   }
   const unit = result.steps_used === 1 ? "step" : "steps";
   const how = result.halted_early ? ", halted early" : "";
-  $("summary").textContent = result.valid
+  $("summary").textContent = (result.valid
     ? `Solved and verified in ${result.steps_used} ${unit}${how}; `
       + `${Math.round(result.timing.total_ms)} ms on the server.`
     : `The answer after ${result.steps_used} ${unit} breaks the rules or misses cells. `
-      + "Try halting “never”, more attempts, or an easier puzzle.";
+      + "Try halting “never”, more attempts, or an easier puzzle.") + board().resultNote(result);
   setReadOnly(false);
 }
 
 async function solve(event) {
   event.preventDefault();
   clearError();
-  setPuzzle($("puzzle-text").value, state.solution);
+  setPuzzle($("puzzle-text").value, state.solution, true);
   const run = state.run;
   const controller = new AbortController();
   state.controller = controller;
@@ -272,7 +204,7 @@ async function solve(event) {
     attempts: Number($("attempts").value),
   };
   try {
-    const response = await fetch("/v1/solve/sudoku", {
+    const response = await fetch(`/v1/solve/${state.task}`, {
       method: "POST",
       headers: headers({ "Content-Type": "application/json", Accept: "text/event-stream" }),
       body: JSON.stringify(body),
@@ -280,31 +212,86 @@ async function solve(event) {
     });
     if (!response.ok) {
       const problem = await problemOf(response);
-      if (run === state.run) { showError(problem); resetRun(); }
+      if (run === state.run) { resetRun(); showError(problem); }
       return;
     }
     await readEvents(response.body, (name, data) => replay(run, name, data));
   } catch (error) {
     if (error.name !== "AbortError" && run === state.run) {
-      showError({ detail: `connection failed: ${error.message}` });
       resetRun();
+      showError({ detail: `connection failed: ${error.message}` });
     }
   }
+}
+
+// ------------------------------------------------------------------------------ tasks
+
+// The tasks the service has a model for (and this page can draw), in the task picker.
+async function loadModels() {
+  state.models = (await getJson("/v1/models")).data;
+  const served = [...new Set(state.models.map((m) => m.task))].filter((t) => t in BOARDS);
+  const select = $("task");
+  const wanted = new URLSearchParams(location.search).get("task") || select.value;
+  select.length = 0;
+  for (const task of served.length ? served : ["sudoku"]) {
+    select.add(new Option(BOARDS[task].title, task));
+  }
+  select.value = served.includes(wanted) ? wanted : select.options[0].value;
+  showTask(select.value);
+}
+
+// Switches the page to `task`: board, labels, the default model's step limit.
+function showTask(task) {
+  state.task = task;
+  const current = board();
+  document.body.dataset.task = task;
+  document.title = `trm-serve · watch a Tiny Recursive Model solve ${current.title}`;
+  $("task-title").textContent = current.title;
+  $("footer-task").textContent = task;
+  $("puzzle-hint").textContent = current.hint;
+  $("puzzle-text").rows = current.textRows;
+  $("puzzle-text").wrap = task === "maze" ? "off" : "soft";
+  const models = state.models.filter((m) => m.task === task);
+  const model = models.find((m) => m.default) || models[0];
+  if (model) {
+    $("max-steps").max = String(model.max_steps);
+    $("max-steps").value = String(model.max_steps);
+  }
+  $("example").length = 1;
+  state.examples = [];
+  setPuzzle("", null);
+}
+
+async function changeTask() {
+  clearError();
+  showTask($("task").value);
+  await loadExamples();
+  showFirstExample();
 }
 
 // ------------------------------------------------------------------------------ examples
 
 async function loadExamples() {
+  const task = state.task;
+  let examples;
   try {
-    const examples = await getJson("/v1/examples/sudoku");
-    state.examples = examples.data;
+    examples = await getJson(`/v1/examples/${task}`);
   } catch (problem) {
     if (problem.status === 401) showError(problem);
     return;
   }
+  if (task !== state.task) return;
+  state.examples = examples.data;
   const select = $("example");
   select.length = 1;
   state.examples.forEach((example, i) => select.add(new Option(example.name, String(i))));
+}
+
+function showFirstExample() {
+  if (board().isEmpty() && state.examples.length) {
+    $("example").value = "0";
+    setPuzzle(state.examples[0].puzzle, state.examples[0].solution);
+  }
 }
 
 async function generate() {
@@ -312,9 +299,11 @@ async function generate() {
   const button = $("generate");
   button.disabled = true;
   try {
-    const example = await getJson(`/v1/examples/sudoku?difficulty=${$("difficulty").value}`);
+    const query = `difficulty=${$("difficulty").value}`;
+    const example = await getJson(`/v1/examples/${state.task}/generate?${query}`);
     setPuzzle(example.puzzle, example.solution);
-    $("summary").textContent = `A new ${example.difficulty} puzzle: ${example.givens} givens.`;
+    $("example").value = "";
+    $("summary").textContent = board().generatedNote(example);
   } catch (problem) {
     showError(problem);
   } finally {
@@ -322,14 +311,26 @@ async function generate() {
   }
 }
 
+async function loadService() {
+  try {
+    await loadModels();
+  } catch (problem) {
+    if (problem.status === 401) showError(problem);
+    return;
+  }
+  await loadExamples();
+  showFirstExample();
+}
+
 function init() {
-  buildGrid();
+  SudokuBoard.build(onBoardEdit);
+  MazeBoard.build();
   $("api-key").value = localStorage.getItem(KEY_STORE) || "";
   $("api-key").addEventListener("change", () => {
     const key = $("api-key").value.trim();
     if (key) localStorage.setItem(KEY_STORE, key); else localStorage.removeItem(KEY_STORE);
     clearError();
-    loadExamples();
+    loadService();
   });
   $("puzzle-text").addEventListener("input", () => {
     // keepText: rewriting the box while someone types would move their caret.
@@ -340,17 +341,13 @@ function init() {
     const example = state.examples[Number($("example").value)];
     if (example) { clearError(); setPuzzle(example.puzzle, example.solution); }
   });
+  $("task").addEventListener("change", changeTask);
   $("generate").addEventListener("click", generate);
   $("form").addEventListener("submit", solve);
   $("stop").addEventListener("click", () => { resetRun(); setBadge("failed", "stopped"); });
   $("clear").addEventListener("click", () => { clearError(); setPuzzle("", null); });
-  resetRun();
-  loadExamples().then(() => {
-    if (!puzzleString().replace(/\./g, "") && state.examples.length) {
-      $("example").value = "0";
-      setPuzzle(state.examples[0].puzzle, state.examples[0].solution);
-    }
-  });
+  showTask(state.task);
+  loadService();
 }
 
 document.addEventListener("DOMContentLoaded", init);

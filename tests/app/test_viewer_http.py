@@ -53,4 +53,4 @@ def test_generates_a_puzzle_of_the_asked_difficulty(client: httpx.Client) -> Non
 
 def test_example_errors_are_problems(client: httpx.Client) -> None:
     assert_problem(client.get("/v1/examples/sudoku", params={"difficulty": "extreme"}), 422)
-    assert_problem(client.get("/v1/examples/maze"), 404)
+    assert_problem(client.get("/v1/examples/chess"), 404)

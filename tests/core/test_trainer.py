@@ -111,3 +111,23 @@ def test_resume_refuses_another_model(tmp_path: Path) -> None:
     other = tiny_trainer(tmp_path, "model.hidden_size=16", "model.num_heads=2")
     with pytest.raises(ValueError, match="model config differs"):
         other.try_resume()
+
+
+def test_a_single_shared_puzzle_row_trains_and_resumes(tmp_path: Path) -> None:
+    table = ("model.puzzle_emb_len=1", "model.puzzle_emb_dim=32")
+    first = tiny_trainer(tmp_path, *table)
+    for _ in range(2):
+        first.train_step()
+    assert bool((first.carry.puzzle_ids == 0).all())
+    assert first.model.puzzle_embedding is not None
+    assert first.model.puzzle_embedding.weight[0].abs().sum() > 0
+    first.save_resume()
+    second = tiny_trainer(tmp_path, *table)
+    assert second.try_resume() and second.model.puzzle_embedding is not None
+    torch.testing.assert_close(second.model.puzzle_embedding.weight,
+                               first.model.puzzle_embedding.weight)
+
+
+def test_a_model_for_another_grid_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="seq_len 81 .* the model config has 900"):
+        tiny_trainer(tmp_path, "model.seq_len=900")

@@ -17,15 +17,26 @@ from trm_core.tasks.maze import (
     WALL,
     MazeSymmetry,
     bfs,
+    drawn_path,
     format_cells,
     parse_maze,
+    path_bucket,
     path_cells,
+    path_report,
     render_cells,
     shortest_distance,
     solution_path,
     solve,
 )
-from trm_core.tasks.maze_generate import generate, junctions, read_csv, write_csv
+from trm_core.tasks.maze_generate import (
+    DIFFICULTIES,
+    Difficulty,
+    generate,
+    generate_maze,
+    junctions,
+    read_csv,
+    write_csv,
+)
 
 TASK = get_task("maze")
 DATA = Path(__file__).resolve().parents[2] / "training" / "data"
@@ -46,7 +57,7 @@ def hard() -> list[tuple[str, str, int, str]]:
 
 @pytest.fixture(scope="module")
 def maze(hard: list[tuple[str, str, int, str]]) -> tuple[np.ndarray, np.ndarray]:
-    return TASK.parse(hard[0][0]), TASK.parse(hard[0][1])
+    return TASK.parse(hard[0][0]), TASK.parse_solution(hard[0][1])
 
 
 # --------------------------------------------------------------------------------- parsing
@@ -95,11 +106,13 @@ def test_parse_path_cells(maze: tuple[np.ndarray, np.ndarray]) -> None:
     cells, answer = maze
     with pytest.raises(PuzzleError, match="path cells 'o' are already in the maze"):
         parse_maze(answer)
-    assert np.array_equal(TASK.parse(format_cells(answer)), answer)  # a solved maze parses
+    with pytest.raises(PuzzleError, match="path cells 'o' are already in the maze"):
+        TASK.parse(answer)  # a maze to solve comes without its path
+    assert np.array_equal(TASK.parse_solution(format_cells(answer)), answer)
     broken = answer.copy()
     broken[np.flatnonzero(answer == PATH)[3]] = OPEN
     with pytest.raises(PuzzleError, match="not one shortest path"):
-        TASK.parse(broken)
+        TASK.parse_solution(broken)
 
 
 def test_parse_list_errors() -> None:
@@ -169,6 +182,73 @@ def test_bfs_counts_shortest_paths() -> None:
     assert shortest_distance(room) == 54 and len(solution_path(room)) == 55
 
 
+# --------------------------------------------------------------------------------- answers
+def test_path_report_of_a_solution(maze: tuple[np.ndarray, np.ndarray]) -> None:
+    cells, answer = maze
+    report = path_report(cells, answer)
+    steps = shortest_distance(cells)
+    assert report["path_complete"] and report["verifies"]
+    assert report["path_length"] == report["shortest_length"] == steps
+    path = report["path"]
+    start, goal = ([*divmod(int(np.flatnonzero(cells == code)[0]), 30)] for code in (START, GOAL))
+    assert len(path) == steps + 1 and path[0] == start and path[-1] == goal
+    moves = zip(path, path[1:], strict=False)
+    assert all(abs(a[0] - b[0]) + abs(a[1] - b[1]) == 1 for a, b in moves)
+    assert TASK.extra_result(cells, answer) == report
+    assert TASK.extra_step(answer) == {"path_cells": steps - 1, "path_length": steps}
+
+
+def test_path_report_of_broken_and_longer_paths(maze: tuple[np.ndarray, np.ndarray]) -> None:
+    cells, answer = maze
+    drawn = np.flatnonzero(answer == PATH)
+    broken = answer.copy()
+    broken[drawn[5]] = OPEN
+    path, complete = drawn_path(broken)
+    assert not complete and path == sorted(divmod(int(p), 30) for p in drawn if p != drawn[5])
+    report = path_report(cells, broken)
+    assert report["path_length"] is None and not report["verifies"]
+    assert report["shortest_length"] == shortest_distance(cells)
+    assert TASK.extra_step(broken) == {"path_cells": len(drawn) - 1, "path_length": None}
+    assert drawn_path(cells) == ([], False)  # nothing drawn, S and G apart
+    no_start = answer.copy()
+    no_start[no_start == START] = OPEN
+    assert drawn_path(no_start)[1] is False
+    room = open_room()  # a complete path that is not the shortest: complete, does not verify
+    room[room == GOAL] = OPEN
+    room[35] = GOAL
+    detour = room.copy()
+    detour[[61, 62, 63, 64, 65]] = PATH
+    report = path_report(room, detour)
+    assert report["path_complete"] and report["path_length"] == 6
+    assert report["shortest_length"] == 4 and not report["verifies"]
+    assert report["path"][0] == [1, 1] and report["path"][-1] == [1, 5]
+
+
+def test_path_buckets_and_scored_cells(maze: tuple[np.ndarray, np.ndarray]) -> None:
+    cells, answer = maze
+
+    def with_steps(steps: int) -> np.ndarray:
+        fake = np.full(900, OPEN, dtype=np.int8)
+        fake[: steps - 1] = PATH
+        return fake
+
+    names = [path_bucket(with_steps(s)) for s in (20, 110, 111, 114, 115, 120, 121, 140, 141, 267)]
+    assert names == ["1-110", "1-110", "111-114", "111-114", "115-120", "115-120", "121-140",
+                     "121-140", "141+", "141+"]
+    assert names == sorted(names)  # string order is length order
+    assert TASK.bucket_of(answer) == path_bucket(answer)
+    assert np.array_equal(TASK.scored_cells(cells), cells == OPEN)
+    assert np.array_equal(get_task("sudoku").scored_cells(np.array([0, 3, 0])), [True, False, True])
+
+
+def test_generation_with_a_bound_gives_up() -> None:
+    impossible = Difficulty(800, 900, 0.0, 0.0)
+    with pytest.raises(RuntimeError, match="no maze .* in 3 tries"):
+        generate_maze(np.random.default_rng(0), impossible, max_carves=3)
+    maze, answer, steps = generate_maze(np.random.default_rng(0), DIFFICULTIES["easy"], 50)
+    assert TASK.verify(maze, answer) and 20 <= steps <= 60
+
+
 # ------------------------------------------------------------------------------ symmetries
 def test_symmetries_and_inverses(maze: tuple[np.ndarray, np.ndarray]) -> None:
     cells, answer = maze
@@ -186,7 +266,7 @@ def test_symmetries_and_inverses(maze: tuple[np.ndarray, np.ndarray]) -> None:
 
 def test_augment_keeps_labels_consistent(hard: list[tuple[str, str, int, str]]) -> None:
     inputs = TASK.to_tokens(np.stack([TASK.parse(r[0]) for r in hard]))
-    labels = TASK.to_tokens(np.stack([TASK.parse(r[1]) for r in hard]))
+    labels = TASK.to_tokens(np.stack([TASK.parse_solution(r[1]) for r in hard]))
     aug_in, aug_lab = TASK.augment_tokens(inputs, labels, np.random.default_rng(0))
     assert aug_in.shape == inputs.shape and aug_in.dtype == np.int64
     for x, y in zip(aug_in, aug_lab, strict=True):
@@ -212,8 +292,8 @@ def test_hard_mazes_have_unique_long_paths(hard: list[tuple[str, str, int, str]]
         dist, count = bfs(cells, int(np.flatnonzero(cells == START)[0]))
         goal = int(np.flatnonzero(cells == GOAL)[0])
         assert steps > 110 and dist[goal] == steps and count[goal] == 1 and bucket == "hard"
-        assert TASK.verify(cells, TASK.parse(solution))
-        assert np.count_nonzero(TASK.parse(solution) == PATH) == steps - 1
+        assert TASK.verify(cells, TASK.parse_solution(solution))
+        assert np.count_nonzero(TASK.parse_solution(solution) == PATH) == steps - 1
         assert junctions(cells) >= 1
 
 
@@ -246,7 +326,7 @@ def test_committed_sets(name: str, bucket: str, count: int) -> None:
     assert len(records) == count and {r.bucket for r in records} == {bucket}
     assert (DATA / name).stat().st_size < 2_000_000
     for record in records[:25]:
-        assert TASK.verify(TASK.parse(record.puzzle), TASK.parse(record.solution))
+        assert TASK.verify(TASK.parse(record.puzzle), TASK.parse_solution(record.solution))
 
 
 def test_committed_sets_unique_under_symmetry() -> None:

@@ -87,6 +87,29 @@ class Task(ABC):
         (which may break the rules), never for a user's puzzle."""
         return np.asarray(grid, dtype=np.int8).reshape(self.seq_len)
 
+    def parse_solution(self, raw: Any) -> np.ndarray:
+        """A dataset's solution as cells; `parse` unless the task's puzzles and answers differ
+        in what they may hold (a maze answer draws its path, a maze to solve may not)."""
+        return self.parse(raw)
+
+    def scored_cells(self, puzzles: np.ndarray) -> np.ndarray:
+        """Which cells (..., seq_len) bool cell accuracy scores: the ones the answer decides.
+        Blanks (0) unless the task says otherwise (mazes: every open cell)."""
+        return np.asarray(puzzles) == 0
+
+    def bucket_of(self, solution: np.ndarray) -> str:
+        """The evaluation bucket of a solution when the data names none; "all" unless the
+        task can tell difficulty from the answer (mazes: path length)."""
+        return "all"
+
+    def extra_result(self, puzzle: np.ndarray, answer: np.ndarray) -> dict[str, Any]:
+        """Task-specific fields of a solve result, JSON-ready (mazes: the drawn path)."""
+        return {}
+
+    def extra_step(self, answer: np.ndarray) -> dict[str, Any]:
+        """Task-specific fields of a step event; cheap, as it runs every step."""
+        return {}
+
     @abstractmethod
     def random_symmetry(self, rng: np.random.Generator) -> Symmetry:
         """A uniformly drawn element of the task's symmetry group."""

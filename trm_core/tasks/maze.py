@@ -7,7 +7,8 @@ blanks). The puzzle is the maze without a path; its answer is the same maze with
 path from S to G drawn as `o`.
 
 Path length throughout is counted in steps (moves between neighbouring cells) from S to G, so a
-path of L steps draws L - 1 `o` cells. Moves are up, down, left and right.
+path of L steps draws L - 1 `o` cells. Moves are up, down, left and right. Evaluation buckets
+split the lengths at PATH_BUCKET_EDGES (see `path_bucket`).
 
 The symmetry group is the 8 dihedral transforms of the square, numbered as the ARC builds number
 them (numpy conventions, rot90 counter-clockwise): 0 identity, 1 rot90, 2 rot180, 3 rot270,
@@ -292,6 +293,48 @@ def is_solution(puzzle: np.ndarray, answer: np.ndarray) -> bool:
     return len(path_cells(a)) == len(members)
 
 
+# ----------------------------------------------------------------------------------- answers
+# Upper bounds (inclusive, in steps) of the evaluation buckets: everything Maze-Hard calls easy
+# (up to 110 steps), then roughly quartiles of the committed hard test set (111-267, median 116).
+PATH_BUCKET_EDGES = (110, 114, 120, 140)
+
+
+def drawn_path(answer: np.ndarray) -> tuple[list[tuple[int, int]], bool]:
+    """The answer's path and whether it is complete. Complete: one S, one G, and every `o`
+    cell on a single chain from S to G; the path is then that chain, S and G included, in
+    order. Otherwise it is the `o` cells alone in row-major order."""
+    flat = np.asarray(answer).reshape(-1)
+    drawn = np.flatnonzero(flat == PATH)
+    if np.count_nonzero(flat == START) == 1 and np.count_nonzero(flat == GOAL) == 1:
+        route = path_cells(flat)
+        if len(route) == len(drawn) + 2:  # only a chain that reached G can be this long
+            return route, True
+    return [divmod(int(p), SIZE) for p in drawn], False
+
+
+def path_report(puzzle: np.ndarray, answer: np.ndarray) -> dict[str, Any]:
+    """What a solve result says about a maze answer (JSON-ready): `path` as [row, column]
+    pairs (see `drawn_path`), `path_complete`, `path_length` in steps (None unless complete),
+    `shortest_length` of the puzzle in steps, and whether the answer `verifies`."""
+    path, complete = drawn_path(answer)
+    return {"path": [[int(r), int(c)] for r, c in path], "path_complete": complete,
+            "path_length": len(path) - 1 if complete else None,
+            "shortest_length": shortest_distance(strip_path(puzzle)),
+            "verifies": is_solution(puzzle, answer)}
+
+
+def path_bucket(solution: np.ndarray) -> str:
+    """The evaluation bucket of a solved maze by its path length: "1-110", "111-114",
+    "115-120", "121-140" or "141+" (names sort in length order as strings)."""
+    steps = int(np.count_nonzero(np.asarray(solution) == PATH)) + 1
+    low = 1
+    for high in PATH_BUCKET_EDGES:
+        if steps <= high:
+            return f"{low}-{high}"
+        low = high + 1
+    return f"{low}+"
+
+
 # -------------------------------------------------------------------------------------- text
 def format_cells(cells: np.ndarray) -> str:
     """The 900-character line; a code with no character (0, PAD) shows as '?'."""
@@ -358,8 +401,25 @@ class MazeTask(Task):
     grid_shape = (SIZE, SIZE)
 
     def parse(self, raw: Any) -> np.ndarray:
-        # Solved mazes parse too: datasets and clients read answers back through `parse`.
+        return parse_maze(raw)
+
+    def parse_solution(self, raw: Any) -> np.ndarray:
         return parse_maze(raw, allow_path=True)
+
+    def scored_cells(self, puzzles: np.ndarray) -> np.ndarray:
+        # Walls, S and G are copied from the puzzle; the open cells are where the path is decided.
+        return np.asarray(puzzles) == OPEN
+
+    def bucket_of(self, solution: np.ndarray) -> str:
+        return path_bucket(solution)
+
+    def extra_result(self, puzzle: np.ndarray, answer: np.ndarray) -> dict[str, Any]:
+        return path_report(puzzle, answer)
+
+    def extra_step(self, answer: np.ndarray) -> dict[str, Any]:
+        path, complete = drawn_path(answer)
+        return {"path_cells": int(np.count_nonzero(np.asarray(answer) == PATH)),
+                "path_length": len(path) - 1 if complete else None}
 
     def to_tokens(self, cells: np.ndarray) -> np.ndarray:
         return np.asarray(cells).astype(np.int64)

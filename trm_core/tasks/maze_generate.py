@@ -140,9 +140,14 @@ def dead_ends(maze: np.ndarray) -> int:
 
 
 # ------------------------------------------------------------------------------ generation
-def generate_maze(rng: np.random.Generator, spec: Difficulty) -> tuple[np.ndarray, np.ndarray, int]:
-    """One maze whose unique shortest path has `spec`'s length: (maze, answer, steps)."""
-    while True:
+def generate_maze(rng: np.random.Generator, spec: Difficulty, max_carves: int | None = None
+                  ) -> tuple[np.ndarray, np.ndarray, int]:
+    """One maze whose unique shortest path has `spec`'s length: (maze, answer, steps). With
+    `max_carves`, raises RuntimeError after carving that many mazes without a fit (a bound on
+    time for callers that answer requests; a carve with its S draws takes a few ms)."""
+    carves = 0
+    while max_carves is None or carves < max_carves:
+        carves += 1
         grid = carve(rng, float(rng.uniform(spec.min_loops, spec.max_loops)))
         open_cells = np.flatnonzero(grid == OPEN)
         for _ in range(S_TRIES):
@@ -155,6 +160,8 @@ def generate_maze(rng: np.random.Generator, spec: Difficulty) -> tuple[np.ndarra
                 maze = grid.copy()
                 maze[start], maze[goal] = START, GOAL
                 return maze, solve(maze), int(d[goal])
+    raise RuntimeError(f"no maze with a unique {spec.min_steps}-{spec.max_steps} step path in "
+                       f"{max_carves} tries")
 
 
 def _generate_one(job: tuple[int, int, str]) -> tuple[str, str, int, str]:

@@ -1,0 +1,212 @@
+"""One ARC request in flight: adapt rows when the task is new, predict every (version, test
+input) through the model's engine, vote per test input, finish the record.
+
+Runs as a task on the event loop; engine callbacks reach it through the service's loop bridge.
+At most `slots` of its engine jobs are queued or running at once, so a request of a thousand
+versions shares the engine with other traffic instead of filling its queue. Events: `arc.adapt`
+(fit progress, then one with `done: true`), `arc.progress` (a version answered every test
+input), then the usual terminal `solve.completed` / `solve.failed` / `solve.cancelled`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections import deque
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from app import errors, payloads
+from app.arc_request import ArcGrids, ArcPlan
+from app.errors import ApiError
+from app.jobs import JobRecord
+from app.registry import ModelEntry
+from trm_core.arc_vote import Ballot
+from trm_core.engine import Job, JobResult, QueueFull
+
+if TYPE_CHECKING:
+    from app.arc_service import ArcService
+
+log = logging.getLogger(__name__)
+ATTEMPTS = 2  # the benchmark's pass@2
+_POLL_S = 0.05  # how often a run retries a full queue
+_GRACE_S = 5.0  # past the deadline, the run stops waiting for the engine
+
+
+class _Ended(Exception):
+    """The record ended elsewhere (cancel, drain); the run just stops."""
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000.0, 2)
+
+
+class ArcRun:
+    """Drives one ARC record from admission to its terminal event."""
+
+    def __init__(self, arc: ArcService, entry: ModelEntry, record: JobRecord, grids: ArcGrids,
+                 plan: ArcPlan, deadline: float, adapt_budget_s: float) -> None:
+        self.arc, self.service = arc, arc.service
+        self.entry, self.record, self.grids, self.plan = entry, record, grids, plan
+        self.deadline, self.adapt_budget_s = deadline, adapt_budget_s
+        self.stop = threading.Event()
+        self.ballots = [Ballot() for _ in grids.tests]
+        self.jobs: dict[str, int] = {}  # engine job id -> version, queued or running
+        self.pending: deque[tuple[int, int, np.ndarray]] = deque()
+        self.left: dict[int, int] = {}  # version -> test inputs still unanswered
+        self.failure: ApiError | None = None
+        self.changed = asyncio.Event()
+        self.adapt: dict[str, Any] | None = None
+        self.adapt_s = 0.0
+        self.steps_used = 0
+
+    # ------------------------------------------------------------------------- lifecycle
+
+    async def execute(self) -> None:
+        try:
+            if self.plan.mode == "adapted":
+                await self._adapt()
+            predicting = time.monotonic()
+            await self._predict()
+            self._complete(time.monotonic() - predicting)
+        except _Ended:
+            pass
+        except ApiError as exc:
+            self._fail(exc, {504: "timeout", 503: "rejected"}.get(exc.status, "error"))
+        except Exception:
+            log.exception("ARC request %s failed", self.record.id)
+            self._fail(errors.internal(), "error")
+        finally:
+            self.cancel()
+            self.arc.forget_run(self.record)
+
+    def cancel(self) -> None:
+        """Stop fitting and drop every engine job of this run (idempotent, loop thread)."""
+        self.stop.set()
+        self.pending.clear()
+        for job_id in list(self.jobs):
+            self.entry.engine.cancel(job_id)
+        self.jobs.clear()
+        self.changed.set()
+
+    def _check(self) -> None:
+        """Raise when the run must stop: ended elsewhere, a failed job, past the deadline."""
+        if self.record.terminal:
+            raise _Ended
+        if self.failure is not None:
+            raise self.failure
+        if time.monotonic() > self.deadline + _GRACE_S:
+            raise errors.timeout("the deadline passed before every version answered")
+
+    # ------------------------------------------------------------------------ adaptation
+
+    async def _adapt(self) -> None:
+        bridge = self.service._bridge
+        assert bridge is not None
+        on_progress = bridge.wrap(self._adapt_progress)
+        started = time.monotonic()
+        adapted, cached = await self.arc.adapt(self.entry, self.grids, self.plan.versions,
+                                               self.adapt_budget_s, on_progress, self._stopped)
+        self.adapt_s = 0.0 if cached else time.monotonic() - started
+        self._check()
+        self.plan.symmetries, self.plan.rows = adapted.symmetries, adapted.rows
+        self.plan.versions = len(adapted.symmetries)
+        self.adapt = {**adapted.report.to_dict(), "cached": cached}
+        self._publish("arc.adapt", {"done": True, **self.adapt})
+
+    def _stopped(self) -> bool:
+        """Polled by the fitting thread: cancelled, or ended elsewhere (drain, deadline)."""
+        return self.stop.is_set() or self.record.terminal
+
+    def _adapt_progress(self, data: dict[str, Any]) -> None:
+        self._publish("arc.adapt", {"done": False, **data})
+
+    def _publish(self, name: str, data: dict[str, Any]) -> None:
+        if not self.record.terminal:
+            self.service.store.publish(self.record, name, data)
+
+    # ------------------------------------------------------------------------ prediction
+
+    async def _predict(self) -> None:
+        puzzles = self.plan.puzzles(self.grids)
+        self.pending.extend(puzzles)
+        self.left = dict.fromkeys(range(len(self.plan.symmetries)), len(self.grids.tests))
+        while self.pending or self.jobs:
+            self._check()
+            self._fill()
+            self.changed.clear()
+            try:
+                async with asyncio.timeout(_POLL_S if self.pending else None):
+                    await self.changed.wait()
+            except TimeoutError:
+                pass
+        self._check()
+
+    def _fill(self) -> None:
+        """Submit pending predictions while fewer than `slots` of ours are in the engine; none
+        once draining (the drain ends this record)."""
+        bridge = self.service._bridge
+        assert bridge is not None
+        if self.service.draining:
+            return
+        while self.pending and len(self.jobs) < self.entry.slots:
+            version, test, canvas = self.pending[0]
+            job = Job(puzzle=canvas, max_steps=self.plan.max_steps, halting=self.plan.halting,
+                      deadline=self.deadline, **self.plan.job_fields(version),
+                      on_done=bridge.wrap(partial(self._on_done, version, test)))
+            try:
+                self.entry.engine.submit(job)
+            except QueueFull:
+                return  # other traffic holds the queue; retried after _POLL_S
+            self.pending.popleft()
+            self.jobs[job.id] = version
+
+    def _on_done(self, version: int, test: int, result: JobResult) -> None:
+        """One prediction finished (loop thread)."""
+        if self.jobs.pop(result.job_id, None) is None or self.record.terminal:
+            return
+        self.changed.set()
+        if result.status not in ("solved", "unsolved") or result.answer is None:
+            self.failure, _ = payloads.failure_error(result, self.service.settings.retry_after_s)
+            return
+        self.steps_used = max(self.steps_used, result.steps_used)
+        self.ballots[test].add_canvas(result.answer, self.plan.symmetries[version],
+                                      result.q_halt)
+        self.left[version] -= 1
+        if self.left[version] == 0:
+            done = sum(1 for count in self.left.values() if count == 0)
+            self._publish("arc.progress", {"version": version, "completed": done,
+                                           "versions": len(self.left)})
+
+    # --------------------------------------------------------------------------- results
+
+    def _complete(self, compute_s: float) -> None:
+        answers = [self._answer(ballot) for ballot in self.ballots]
+        total_s = time.monotonic() - self.record.started
+        body = {
+            "id": self.record.id, "object": "arc.result", "task": "arc",
+            "model": self.entry.id,
+            "status": "answered" if all(a["attempts"] for a in answers) else "unanswered",
+            "mode": self.plan.mode, "task_id": self.plan.task_id,
+            "versions": len(self.plan.symmetries), "steps_used": self.steps_used,
+            "test": answers, "adapt": self.adapt,
+            "timing": {"adapt_ms": _ms(self.adapt_s), "compute_ms": _ms(compute_s),
+                       "total_ms": _ms(total_s)},
+        }
+        self.service._finish(self.record, "succeeded", "unsolved", "solve.completed", body,
+                             result=body, steps=self.steps_used)
+
+    @staticmethod
+    def _answer(ballot: Ballot) -> dict[str, Any]:
+        ranked = ballot.ranked()
+        return {"attempts": [{"grid": c.grid.tolist(), "votes": c.votes,
+                              "confidence": round(c.confidence, 4)} for c in ranked[:ATTEMPTS]],
+                "predictions": ballot.predictions,
+                "vote_counts": [c.votes for c in ranked]}
+
+    def _fail(self, error: ApiError, outcome: str) -> None:
+        self.service._fail(self.record, error, outcome)

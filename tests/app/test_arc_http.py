@@ -1,0 +1,245 @@
+"""ARC over real HTTP: a task the checkpoint knows is voted over its trained versions, a new
+task is adapted at test time (and cached), progress streams as SSE, the jobs API carries ARC
+jobs, and malformed tasks get problems naming what is wrong.
+
+The tiny attention model is untrained: the tests check structure, counts and statuses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+import torch
+from http_helpers import TERMINAL, assert_problem, parse_sse, wait_until
+from mcp import ClientSession
+from mcp.client.streamable_http import streamable_http_client
+from mcp.types import TextContent
+
+from app.server import RunningServer, serve_in_thread
+from app.settings import Settings
+from trm_core.arc_identifiers import (
+    IdentifierMap,
+    VersionRef,
+    demos_digest,
+    save_identifiers,
+    sidecar_path,
+)
+from trm_core.checkpoint import save_checkpoint
+from trm_core.config import ModelConfig
+from trm_core.model import TRM
+
+DATA = Path(__file__).resolve().parents[1] / "data" / "arc"
+KNOWN_ID = "017c7c7b"  # 3 demonstrations, 1 test input
+VERSIONS = [(0, "0123456789"), (1, "0213456789"), (4, "0987654321")]
+MAX_STEPS = 2
+
+
+def load_task(subset: str, task_id: str) -> dict[str, Any]:
+    tasks = json.loads((DATA / f"arc-agi_{subset}_challenges.json").read_text())
+    return {"train": tasks[task_id]["train"], "test": tasks[task_id]["test"]}
+
+
+KNOWN = load_task("training", KNOWN_ID)
+UNSEEN = load_task("evaluation", "00576224")  # 2 demonstrations of 2x2 -> 6x6, 1 test input
+
+
+@pytest.fixture(scope="module")
+def arc_checkpoint_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny ARC checkpoint whose sidecar names three versions of one known task."""
+    root = tmp_path_factory.mktemp("arc-checkpoints")
+    torch.manual_seed(0)
+    config = ModelConfig(seq_len=900, vocab_size=12, hidden_size=16, num_heads=1, num_layers=1,
+                         token_mixer="attention", position_encoding="rope", recursions=1,
+                         latent_updates=1, max_supervision_steps=MAX_STEPS, puzzle_emb_len=1,
+                         puzzle_emb_dim=16, num_puzzle_ids=len(VERSIONS) + 1, swiglu_multiple=16)
+    model = TRM(config)
+    torch.nn.init.normal_(model.halt_head.weight, std=0.5)
+    stem = save_checkpoint(root / "arc" / "tiny", model, {"name": "trm-arc-tiny", "task": "arc"})
+    demos = [(p["input"], p["output"]) for p in KNOWN["train"]]
+    refs = [VersionRef(KNOWN_ID, n, d, colours) for n, (d, colours) in enumerate(VERSIONS)]
+    save_identifiers(sidecar_path(stem), IdentifierMap([None, *refs],
+                                                       {KNOWN_ID: demos_digest(demos)}))
+    return root
+
+
+@pytest.fixture(scope="module")
+def arc_server(arc_checkpoint_dir: Path) -> Iterator[RunningServer]:
+    settings = Settings(checkpoint_dir=arc_checkpoint_dir, device="cpu", max_batch_size=4,
+                        arc_versions=3, arc_adapt_budget_s=1.5, arc_adapt_max_steps=4,
+                        torch_threads=1)
+    with serve_in_thread(settings) as running:
+        yield running
+
+
+@pytest.fixture
+def http(arc_server: RunningServer) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=arc_server.base_url, timeout=60) as client:
+        yield client
+
+
+def check_answers(result: dict[str, Any], tests: int) -> None:
+    assert result["object"] == "arc.result" and result["status"] in ("answered", "unanswered")
+    assert len(result["test"]) == tests
+    for answer in result["test"]:
+        assert answer["predictions"] == result["versions"]
+        assert len(answer["attempts"]) <= 2
+        assert sum(answer["vote_counts"]) <= answer["predictions"]
+        assert [a["votes"] for a in answer["attempts"]] == answer["vote_counts"][:2]
+        for attempt in answer["attempts"]:
+            grid = np.array(attempt["grid"])
+            assert grid.ndim == 2 and ((grid >= 0) & (grid <= 9)).all()
+            assert 0.0 <= attempt["confidence"] <= 1.0
+
+
+def test_known_task_votes_over_trained_versions(http: httpx.Client) -> None:
+    response = http.post("/v1/solve/arc", json=KNOWN)
+    assert response.status_code == 200, response.text
+    result = response.json()
+    assert result["mode"] == "known" and result["task_id"] == KNOWN_ID
+    assert result["versions"] == len(VERSIONS) and result["adapt"] is None
+    assert result["steps_used"] == MAX_STEPS
+    check_answers(result, len(KNOWN["test"]))
+
+
+def test_known_task_is_matched_by_content_not_order(http: httpx.Client) -> None:
+    shuffled = {"train": KNOWN["train"][::-1], "test": KNOWN["test"], "versions": 2}
+    result = http.post("/v1/solve/arc", json=shuffled).json()
+    assert result["mode"] == "known" and result["versions"] == 2
+
+
+def test_unseen_task_is_adapted_then_cached(http: httpx.Client) -> None:
+    first = http.post("/v1/solve/arc", json={**UNSEEN, "adapt_budget_s": 1.0}).json()
+    assert first["mode"] == "adapted" and first["task_id"] is None
+    report = first["adapt"]
+    assert report["cached"] is False and 1 <= report["steps"] <= 4
+    assert report["versions"] == first["versions"] == 3
+    assert report["examples"] == 3 * len(UNSEEN["train"])
+    assert 0.0 <= report["demo_exact"] <= 1.0
+    check_answers(first, len(UNSEEN["test"]))
+    again = http.post("/v1/solve/arc", json={**UNSEEN, "adapt_budget_s": 1.0}).json()
+    assert again["adapt"]["cached"] is True
+    assert again["timing"]["adapt_ms"] == 0.0 < first["timing"]["adapt_ms"]
+    assert again["test"] == first["test"]  # same rows, same versions, same answers
+
+
+def test_streamed_events(http: httpx.Client) -> None:
+    task = load_task("concept", "ExtractObjects7")  # 3 test inputs, never seen
+    with http.stream("POST", "/v1/solve/arc", json={**task, "stream": True,
+                                                     "adapt_budget_s": 0.5}) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        events = parse_sse(response.iter_lines(), stop_at=TERMINAL)
+    names = [e["event"] for e in events]
+    assert names[0] == "solve.accepted" and names[-1] == "solve.completed"
+    accepted = events[0]["data"]
+    assert accepted["mode"] == "adapted" and accepted["test_inputs"] == 3
+    adapt = [e["data"] for e in events if e["event"] == "arc.adapt"]
+    assert adapt and adapt[-1]["done"] is True
+    progress = [e["data"] for e in events if e["event"] == "arc.progress"]
+    assert len(progress) == 3 and progress[-1]["completed"] == progress[-1]["versions"] == 3
+    assert names.index("arc.progress") > names.index("arc.adapt")
+    assert [e["id"] for e in events] == list(range(len(events)))
+    assert all(e["data"]["type"] == e["event"] for e in events)
+    check_answers(events[-1]["data"], 3)
+
+
+def test_jobs_api(http: httpx.Client) -> None:
+    created = http.post("/v1/jobs/arc", json=KNOWN)
+    assert created.status_code == 202
+    location = created.headers["location"]
+    wait_until(lambda: http.get(location).json()["status"] == "succeeded", timeout_s=30)
+    result = http.get(location).json()["result"]
+    assert result["mode"] == "known"
+    events = parse_sse(http.get(f"{location}/events").iter_lines(), stop_at=TERMINAL)
+    assert [e["event"] for e in events][-1] == "solve.completed"
+    assert http.delete(location).status_code == 409
+
+
+def test_cancelled_job(http: httpx.Client) -> None:
+    big = {**UNSEEN, "adapt_budget_s": 5.0, "train": UNSEEN["train"] * 2}  # a fresh digest
+    location = http.post("/v1/jobs/arc", json=big).headers["location"]
+    assert http.delete(location).status_code == 204
+    assert http.get(location).json()["status"] == "cancelled"
+
+
+def _malformed() -> list[tuple[dict[str, Any], str, list[Any]]]:
+    pair = KNOWN["train"][0]
+    ragged = {"input": [[1, 2], [3]], "output": pair["output"]}
+    return [
+        ({**KNOWN, "train": [ragged]}, "row 2 has 1 cells", ["body", "train", 0, "input", 1]),
+        ({**KNOWN, "test": [{"input": [[1, 12]]}]}, "is 12; expected a colour 0-9",
+         ["body", "test", 0, "input", 0, 1]),
+        ({**KNOWN, "train": [{"input": [[0] * 31], "output": [[0]]}]}, "expected 1 to 30",
+         ["body", "train", 0, "input", 0]),
+        ({**KNOWN, "train": [{"input": [[0]] * 31, "output": [[0]]}]}, "at most 30 fit",
+         ["body", "train", 0, "input"]),
+        ({**KNOWN, "train": []}, "no demonstration pairs", ["body", "train"]),
+        ({**KNOWN, "test": []}, "no test inputs", ["body", "test"]),
+        ({**KNOWN, "versions": 10_000}, "versions must be between 1 and", ["body", "versions"]),
+    ]
+
+
+@pytest.mark.parametrize(("body", "message", "loc"), _malformed())
+def test_malformed_tasks(http: httpx.Client, body: dict[str, Any], message: str,
+                         loc: list[Any]) -> None:
+    problem = assert_problem(http.post("/v1/solve/arc", json=body), 422)
+    assert message in problem["detail"]
+    assert problem["errors"][0]["loc"] == loc
+
+
+def test_missing_output_is_a_schema_error(http: httpx.Client) -> None:
+    problem = assert_problem(http.post("/v1/solve/arc", json={**KNOWN, "train": [
+        {"input": [[1]]}]}), 422)
+    assert problem["errors"][0]["loc"] == ["body", "train", 0, "output"]
+
+
+def test_agent_tools(arc_server: RunningServer, http: httpx.Client) -> None:
+    tools = http.get("/v1/tools").json()["data"]
+    (arc,) = [t for t in tools if t["name"] == "solve_arc"]
+    parameters = arc["parameters"]
+    assert arc["strict"] and parameters["additionalProperties"] is False
+    assert set(parameters["required"]) == set(parameters["properties"]) >= {"train", "test"}
+
+    async def call(session: ClientSession) -> Any:
+        listed = {t.name for t in (await session.list_tools()).tools}
+        progress: list[float] = []
+
+        async def on_progress(value: float, total: float | None, message: str | None) -> None:
+            progress.append(value)
+
+        result = await session.call_tool("solve_arc", {**KNOWN, "versions": 2},
+                                         progress_callback=on_progress)
+        return listed, progress, result
+
+    async def main() -> Any:
+        async with httpx.AsyncClient(timeout=60) as client, \
+                streamable_http_client(f"{arc_server.base_url}/mcp", http_client=client) as (
+                    read, write, _), ClientSession(read, write) as session:
+            await session.initialize()
+            return await call(session)
+
+    listed, progress, result = asyncio.run(main())
+    assert "solve_arc" in listed and not result.isError
+    assert result.structuredContent["mode"] == "known"
+    assert progress == [1, 2]
+    text = "\n".join(b.text for b in result.content if isinstance(b, TextContent))
+    assert "attempt 1" in text and "trained on" in text
+
+
+def test_no_arc_checkpoint_is_503(tmp_path: Path) -> None:
+    settings = Settings(checkpoint_dir=tmp_path, device="cpu", warmup=False)
+    with serve_in_thread(settings, wait_ready=False) as running, \
+            httpx.Client(base_url=running.base_url, timeout=30) as client:
+        started = time.monotonic()
+        while not running.service.registry.loaded and time.monotonic() - started < 10:
+            time.sleep(0.05)
+        problem = assert_problem(client.post("/v1/solve/arc", json=KNOWN), 503)
+        assert "no ARC checkpoint" in problem["detail"]
