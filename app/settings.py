@@ -83,7 +83,9 @@ class Settings(BaseSettings):
     # HTTP
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
-    max_body_bytes: int = Field(default=65536, ge=1)
+    # An ARC task (demonstrations and test inputs) is up to ~25 KB as compact JSON, a few times
+    # that pretty-printed; puzzles are far smaller.
+    max_body_bytes: int = Field(default=262144, ge=1)
     api_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
     problem_base_uri: str = "/problems/"
     shutdown_timeout_s: float = Field(default=30.0, ge=0)

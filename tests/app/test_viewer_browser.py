@@ -7,12 +7,12 @@ supervision step is drawn, and end on the verified answer. Screenshots go to the
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from browser_helpers import WATCH_STEPS, chromium, needs_chromium
 
 from app.server import RunningServer, serve_in_thread
 from app.settings import Settings
@@ -21,22 +21,9 @@ REPO = Path(__file__).resolve().parents[2]
 README_PUZZLE = "..3.2.6..9..3.5..1..18.64....81.29..7.......8..67.82....26.95..8..2.3..9..5.1.3.."
 README_SOLUTION = (
     "483921657967345821251876493548132976729564138136798245372689514814253769695417382")
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-# Records every step number the page draws, so the test can tell that steps were shown one by
-# one rather than only the last.
-WATCH_STEPS = """() => {
-  window.stepsSeen = [];
-  new MutationObserver(() => {
-    const step = document.getElementById("step").dataset.step;
-    if (step && window.stepsSeen.at(-1) !== Number(step)) window.stepsSeen.push(Number(step));
-  }).observe(document.getElementById("step"), { attributes: true, childList: true });
-}"""
 GRID_TEXT = "() => Array.from(document.querySelectorAll('.cell'), c => c.value || '.').join('')"
 
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no chromium binary on this machine "
-                                                          "(apt-get install chromium)")
+pytestmark = needs_chromium
 
 
 @pytest.fixture(scope="module")
@@ -48,16 +35,8 @@ def server() -> Iterator[RunningServer]:
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    sync_api = pytest.importorskip("playwright.sync_api")
-    profile = tmp_path_factory.mktemp("chromium-profile")
-    with sync_api.sync_playwright() as playwright:
-        context = playwright.chromium.launch_persistent_context(
-            str(profile), executable_path=CHROMIUM, headless=True, args=FLAGS,
-            viewport={"width": 1060, "height": 760})
-        try:
-            yield context
-        finally:
-            context.close()
+    with chromium(tmp_path_factory.mktemp("chromium-profile"), 760) as context:
+        yield context
 
 
 def _open(browser: Any, server: RunningServer) -> Any:

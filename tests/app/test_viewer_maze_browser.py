@@ -9,30 +9,18 @@ state has path cells to draw and is never verified.
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from browser_helpers import WATCH_STEPS, chromium, needs_chromium
 from maze_helpers import committed_mazes, save_maze_checkpoint, save_sudoku_checkpoint
 
 from app.server import RunningServer, serve_in_thread
 from app.settings import Settings
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-WATCH_STEPS = """() => {
-  window.stepsSeen = [];
-  new MutationObserver(() => {
-    const step = document.getElementById("step").dataset.step;
-    if (step && window.stepsSeen.at(-1) !== Number(step)) window.stepsSeen.push(Number(step));
-  }).observe(document.getElementById("step"), { attributes: true, childList: true });
-}"""
-
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no chromium binary on this machine "
-                                                          "(apt-get install chromium)")
+pytestmark = needs_chromium
 
 
 @pytest.fixture(scope="module")
@@ -47,16 +35,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    sync_api = pytest.importorskip("playwright.sync_api")
-    profile = tmp_path_factory.mktemp("chromium-profile")
-    with sync_api.sync_playwright() as playwright:
-        context = playwright.chromium.launch_persistent_context(
-            str(profile), executable_path=CHROMIUM, headless=True, args=FLAGS,
-            viewport={"width": 1060, "height": 820})
-        try:
-            yield context
-        finally:
-            context.close()
+    with chromium(tmp_path_factory.mktemp("chromium-profile"), 820) as context:
+        yield context
 
 
 def _open_maze(browser: Any, server: RunningServer) -> Any:
