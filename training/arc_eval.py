@@ -5,6 +5,12 @@ over every augmented version of each test input as the official evaluation does.
     trm eval-arc checkpoints/arc/trm-arc1 --data data/arc1 --tasks 20 --k 2
 
 The checkpoint must have been trained on that build: the test rows name its identifiers.
+
+With `--source`, it scores tasks the checkpoint never trained on, straight from ARC JSON, with
+blank puzzle rows and with rows fitted at test time, side by side (`trm_core/arc_unseen.py`):
+
+    trm eval-arc checkpoints/arc/trm-arc1 --source ../shared/data/arc --subset evaluation \
+        --versions 8 --adapt-budget-s 30 --tasks 40
 """
 
 from __future__ import annotations
@@ -15,8 +21,14 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from trm_core.arc_adapt import AdaptConfig
+from trm_core.arc_data import load_subset
+from trm_core.arc_identifiers import load_identifiers, sidecar_path
+from trm_core.arc_unseen import evaluate_unseen
 from trm_core.arc_vote import evaluate_arc, format_table, load_test_split
-from trm_core.checkpoint import load_checkpoint
+from trm_core.checkpoint import Checkpoint, load_checkpoint
 from trm_core.inference import prepare_for_inference
 from trm_core.trainer import resolve_device
 
@@ -26,8 +38,17 @@ log = logging.getLogger(__name__)
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval-arc", help="pass@K of an ARC checkpoint on a build's test split")
     p.add_argument("checkpoint", type=Path, help="checkpoint stem (path without extension)")
-    p.add_argument("--data", type=Path, required=True,
-                   help="a `trm data-arc` output folder (its test/ split and identifiers.json)")
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--data", type=Path,
+                       help="a `trm data-arc` output folder (its test/ split and identifiers.json)")
+    where.add_argument("--source", type=Path,
+                       help="ARC JSON folder: score unseen tasks, blank rows vs adapted rows")
+    p.add_argument("--subset", default="evaluation", help="with --source: which subset")
+    p.add_argument("--versions", type=int, default=8, help="with --source: versions per task")
+    p.add_argument("--adapt-budget-s", type=float, default=30.0,
+                   help="with --source: seconds of fitting per task")
+    p.add_argument("--adapt-steps", type=int, default=300,
+                   help="with --source: most fitting steps per task")
     p.add_argument("--k", type=int, default=2, help="attempts per test input (pass@1 .. pass@K)")
     p.add_argument("--tasks", type=int, default=None, help="only the first N tasks")
     p.add_argument("--max-steps", type=int, default=None, help="supervision steps (default: all)")
@@ -45,6 +66,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     checkpoint = load_checkpoint(args.checkpoint, device)
     if checkpoint.task != "arc":
         raise ValueError(f"{args.checkpoint} is a {checkpoint.task} checkpoint, not an ARC one")
+    if args.source is not None:
+        return run_unseen(args, checkpoint, device)
     data = load_test_split(args.data)
     rows = checkpoint.config.num_puzzle_ids
     if int(data.puzzle_ids.max(initial=0)) >= rows:
@@ -62,6 +85,31 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report, indent=2) + "\n")
     return report["overall"]
+
+
+def run_unseen(args: argparse.Namespace, checkpoint: Checkpoint,
+               device: torch.device) -> dict[str, Any]:
+    """Blank rows vs rows fitted at test time on tasks the checkpoint never trained on."""
+    known = set(load_identifiers(sidecar_path(checkpoint.path)).rows_of()) if sidecar_path(
+        checkpoint.path).exists() else set()
+    tasks = [t for t in load_subset(args.source, args.subset) if t.task_id not in known]
+    tasks = tasks[:args.tasks]
+    model, autocast = prepare_for_inference(checkpoint.model, device, "float32")
+    adapt = AdaptConfig(budget_s=args.adapt_budget_s, max_steps=args.adapt_steps)
+    reports = evaluate_unseen(model, tasks, adapt, versions=args.versions,
+                              ks=sorted({1, args.k}), max_steps=args.max_steps,
+                              autocast_dtype=autocast)
+    for mode, report in reports.items():
+        print(f"{mode} rows ({len(known)} tasks known to the checkpoint skipped)")
+        print(format_table(report))
+    summary = {"checkpoint": {"id": checkpoint.id, "sha256": checkpoint.sha256,
+                              "device": str(device), "source": str(args.source),
+                              "subset": args.subset, "skipped_known": len(known)},
+               **reports}
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(summary, indent=2) + "\n")
+    return {mode: report["overall"] for mode, report in reports.items()}
 
 
 def _log_task(task: dict[str, Any]) -> None:

@@ -54,6 +54,10 @@ def _add_data_arc(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--source", type=Path, default=Path("../shared/data/arc"),
                    help="folder of arc-agi_<subset>_{challenges,solutions}.json")
     p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--subsets", nargs="+",
+                   help="build from these subsets instead, e.g. `training concept` to keep every "
+                        "ARC-1 evaluation task unseen for `trm eval-arc --source`")
+    p.add_argument("--test-subset", help="with --subsets: the subset whose test pairs are held out")
     p.set_defaults(func=commands.run_data_arc)
 
 

@@ -183,4 +183,8 @@ def run_data_arc(args: argparse.Namespace) -> dict[str, Any]:
     """Build the augmented ARC-AGI arrays; returns the split manifests."""
     from trm_core.arc_data import build_arc
 
-    return build_arc(args.source, args.out, args.build, args.augmentations, seed=args.seed)
+    subsets = tuple(args.subsets) if args.subsets else None
+    if subsets and not args.test_subset:
+        raise ValueError("--subsets needs --test-subset (one of them)")
+    return build_arc(args.source, args.out, args.build, args.augmentations, seed=args.seed,
+                     subsets=subsets, test_subset=args.test_subset)
