@@ -1,14 +1,17 @@
 """HTTP routes: thin adapters that parse a request, call the `SolveService`, format the answer.
 
-Helpers shared by the route modules live here: finding the service and the request id, and
-noticing that a client hung up.
+Helpers shared by the route modules live here: finding the service and the request id,
+noticing that a client hung up, and answering an admitted solve as JSON or as a stream.
 """
 
 from __future__ import annotations
 
 from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
 
+from app.jobs import JobRecord
 from app.service import SolveService
+from app.sse import SSEResponse
 
 
 def service_of(request: Request) -> SolveService:
@@ -30,3 +33,13 @@ async def client_disconnected(request: Request) -> None:
         message = await request.receive()
         if message["type"] == "http.disconnect":
             return
+
+
+async def answer(request: Request, record: JobRecord, stream: bool) -> Response:
+    """The admitted solve's events as SSE (cancelled if the client leaves), or its result."""
+    service = service_of(request)
+    if stream:
+        events = service.events(record, after=-1, cancel_on_close=True)
+        return SSEResponse(events, service.settings.sse_retry_ms)
+    result = await service.wait(record, client_disconnected(request))
+    return JSONResponse(result)

@@ -11,9 +11,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from app.arc_schemas import ArcResult, ArcSolveRequest
-from app.routes import client_disconnected, request_id_of, service_of, wants_event_stream
+from app.routes import answer, request_id_of, service_of, wants_event_stream
 from app.schemas import PROBLEM_RESPONSES, JobObject
-from app.sse import MEDIA_TYPE, SSEResponse
+from app.sse import MEDIA_TYPE
 
 router = APIRouter(tags=["arc"])
 _RESPONSES = {**PROBLEM_RESPONSES, 501: PROBLEM_RESPONSES[500]}
@@ -31,11 +31,7 @@ async def solve_arc(body: ArcSolveRequest, request: Request) -> Response:
     stream = body.stream or wants_event_stream(request)
     record = service.arc.admit(body, kind="solve", request_id=request_id_of(request),
                                keep_events=stream)
-    if stream:
-        events = service.events(record, after=-1, cancel_on_close=True)
-        return SSEResponse(events, service.settings.sse_retry_ms)
-    result = await service.wait(record, client_disconnected(request))
-    return JSONResponse(result)
+    return await answer(request, record, stream)
 
 
 @router.post("/v1/jobs/arc", status_code=202, response_model=JobObject, responses=_RESPONSES)

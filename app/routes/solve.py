@@ -8,11 +8,11 @@ arrive in-band as `solve.failed`.
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 
-from app.routes import client_disconnected, request_id_of, service_of, wants_event_stream
+from app.routes import answer, request_id_of, service_of, wants_event_stream
 from app.schemas import PROBLEM_RESPONSES, SolveRequest, SolveResult
-from app.sse import MEDIA_TYPE, SSEResponse
+from app.sse import MEDIA_TYPE
 
 router = APIRouter(tags=["solve"])
 
@@ -30,8 +30,4 @@ async def solve(task: str, body: SolveRequest, request: Request) -> Response:
     stream = body.stream or wants_event_stream(request)
     record = service.admit(task, body, kind="solve", request_id=request_id_of(request),
                            keep_events=stream)
-    if stream:
-        events = service.events(record, after=-1, cancel_on_close=True)
-        return SSEResponse(events, service.settings.sse_retry_ms)
-    result = await service.wait(record, client_disconnected(request))
-    return JSONResponse(result)
+    return await answer(request, record, stream)
