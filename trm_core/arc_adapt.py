@@ -26,7 +26,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from trm_core.arc_data import pairs_key, place_pairs
+from trm_core.arc_data import DRAWS_PER_VERSION, pairs_key, place_pairs
 from trm_core.losses import step_loss
 from trm_core.model import TRM, State
 from trm_core.sign_sgd import SignSGD
@@ -35,7 +35,6 @@ from trm_core.tasks.arc import ArcSymmetry
 log = logging.getLogger(__name__)
 Optimizer = Literal["adam", "sign_sgd"]
 Pair = tuple[np.ndarray, np.ndarray]
-DRAWS_PER_VERSION = 5  # as the builder: at most this many draws per version asked for
 
 
 @dataclass(frozen=True)

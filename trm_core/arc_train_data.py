@@ -14,16 +14,17 @@ The arrays hold canvas tokens (0 PAD, 1 end-of-grid, 2..11 colours 0..9), which 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from trm_core.arc_identifiers import IdentifierMap, load_identifiers
+from trm_core.arc_identifiers import IdentifierMap, VersionRef, load_identifiers
 from trm_core.model import TRM
 from trm_core.train_config import RunConfig
 
@@ -42,7 +43,6 @@ class ArcSplit:
     puzzle_indices: np.ndarray  # (puzzles + 1,) first example of each puzzle (version)
     group_indices: np.ndarray  # (groups + 1,) first puzzle of each group (task)
     manifest: dict[str, Any]
-    _identifiers: IdentifierMap | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
         return len(self.inputs)
@@ -68,11 +68,27 @@ class ArcSplit:
         return (self.inputs[index].astype(np.int64), self.labels[index].astype(np.int64),
                 self.puzzle_ids[index].astype(np.int64))
 
+    @functools.cached_property
     def identifiers(self) -> IdentifierMap:
         """The build's identifier -> task-version table (read once, on first use)."""
-        if self._identifiers is None:
-            self._identifiers = load_identifiers(self.folder / "identifiers.json")
-        return self._identifiers
+        return load_identifiers(self.folder / "identifiers.json")
+
+    def task_rows(self, group: int) -> tuple[str, list[tuple[int, int]]]:
+        """Task id and (row, index within its version) of every row of task `group`; in the
+        test split a version's rows are its test inputs in task order."""
+        first, last = self.group_indices[group], self.group_indices[group + 1]
+        rows = []
+        for puzzle in range(int(first), int(last)):
+            start, end = int(self.puzzle_indices[puzzle]), int(self.puzzle_indices[puzzle + 1])
+            rows += [(row, row - start) for row in range(start, end)]
+        return self.version(rows[0][0]).task_id, rows
+
+    def version(self, row: int) -> VersionRef:
+        """The task version example `row` belongs to."""
+        ref = self.identifiers.versions[int(self.puzzle_ids[row])]
+        if ref is None:
+            raise ValueError(f"{self.split} row {row} names the blank identifier")
+        return ref
 
 
 def open_split(folder: str | Path, split: str = "train") -> ArcSplit:

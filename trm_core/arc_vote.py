@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from trm_core.arc_identifiers import IdentifierMap, VersionRef, load_identifiers
+from trm_core.arc_train_data import ArcSplit, open_split
 from trm_core.engine import Engine
 from trm_core.model import TRM
 from trm_core.tasks.arc import ArcSymmetry, ArcTask, crop
@@ -101,52 +101,12 @@ def task_scores(ranked: Sequence[Sequence[Candidate]], expected: Sequence[np.nda
 
 
 # ------------------------------------------------------------------------ the build's test split
-@dataclass
-class ArcTestSplit:
-    """A builder output's `test` split (memory-mapped) and the build's identifier table."""
-
-    inputs: np.ndarray  # (N, 900) uint8 canvases, placed at (0, 0)
-    labels: np.ndarray  # (N, 900) uint8
-    puzzle_ids: np.ndarray  # (N,) identifier of each row
-    puzzle_indices: np.ndarray  # (P + 1,) first row of each version
-    group_indices: np.ndarray  # (G + 1,) first version of each task
-    identifiers: IdentifierMap
-
-    @property
-    def tasks(self) -> int:
-        return len(self.group_indices) - 1
-
-    def task_rows(self, group: int) -> tuple[str, list[tuple[int, int]]]:
-        """Task id and (row, test input index) of every row of task `group`; a version's rows
-        are its test inputs in task order."""
-        first, last = self.group_indices[group], self.group_indices[group + 1]
-        rows = []
-        for puzzle in range(int(first), int(last)):
-            start, end = int(self.puzzle_indices[puzzle]), int(self.puzzle_indices[puzzle + 1])
-            rows += [(row, row - start) for row in range(start, end)]
-        return self.version(rows[0][0]).task_id, rows
-
-    def version(self, row: int) -> VersionRef:
-        ref = self.identifiers.versions[int(self.puzzle_ids[row])]
-        if ref is None:
-            raise ValueError(f"test row {row} names the blank identifier")
-        return ref
+ArcTestSplit = ArcSplit  # the `test` split of a build, as `load_test_split` opens it
 
 
-def load_test_split(build_dir: str | Path) -> ArcTestSplit:
-    """Read `BUILD_DIR/test/*.npy` and `BUILD_DIR/identifiers.json`."""
-    build_dir = Path(build_dir)
-    split = build_dir / "test"
-    if not (split / "inputs.npy").exists():
-        raise FileNotFoundError(f"{split} holds no inputs.npy; is {build_dir} an ARC build?")
-
-    def array(name: str) -> np.ndarray:
-        return np.load(split / f"{name}.npy", mmap_mode="r")
-
-    return ArcTestSplit(array("inputs"), array("labels"), np.load(split / "puzzle_ids.npy"),
-                        np.load(split / "puzzle_indices.npy"),
-                        np.load(split / "group_indices.npy"),
-                        load_identifiers(build_dir / "identifiers.json"))
+def load_test_split(build_dir: str | Path) -> ArcSplit:
+    """`BUILD_DIR/test/` (memory-mapped) with the build's identifier table."""
+    return open_split(build_dir, "test")
 
 
 # ------------------------------------------------------------------------------- evaluation
@@ -168,7 +128,7 @@ def evaluate_arc(model: TRM, data: ArcTestSplit, *, ks: Sequence[int] = (1, 2),
     steps = max_steps or model.config.max_supervision_steps
     engine = Engine(model, ArcTask(), slots=batch_size, max_queue=4 * batch_size,
                     autocast_dtype=autocast_dtype)
-    plans = [TaskPlan(*data.task_rows(g)) for g in range(data.tasks)][:tasks]
+    plans = [TaskPlan(*data.task_rows(g)) for g in range(data.num_groups)][:tasks]
     was_training = model.training
     model.eval()
     started = time.perf_counter()

@@ -382,7 +382,7 @@ class Trainer:
         which task version each puzzle-embedding row stands for."""
         stem = save_checkpoint(stem, self.eval_model, self.card(report))
         if isinstance(self.train_set, ArcSplit):
-            save_identifiers(sidecar_path(stem), self.train_set.identifiers())
+            save_identifiers(sidecar_path(stem), self.train_set.identifiers)
         return stem
 
     def save_resume(self) -> None:
