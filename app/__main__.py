@@ -17,14 +17,15 @@ from app.server import build_server
 from app.settings import settings_from_flags
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = "python -m app") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m app", description="Serve Tiny Recursive Models over HTTP.",
+        prog=prog, description="Serve Tiny Recursive Models over HTTP.",
         epilog="Every option also reads its TRM_* environment variable, e.g. TRM_PORT.")
     parser.add_argument("--host", help="interface to bind (TRM_HOST, default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port to bind (TRM_PORT, default 8000)")
     parser.add_argument("--checkpoints", type=Path, dest="checkpoint_dir",
-                        help="directory searched for checkpoints (TRM_CHECKPOINT_DIR)")
+                        help="directory searched for checkpoints (TRM_CHECKPOINT_DIR; default: "
+                             "./checkpoints, else the shipped ones)")
     parser.add_argument("--device", help="auto, cpu, cuda, cuda:1 … (TRM_DEVICE)")
     parser.add_argument("--max-batch-size", type=int, help="engine slots (TRM_MAX_BATCH_SIZE)")
     parser.add_argument("--max-queue-size", type=int, help="queued jobs (TRM_MAX_QUEUE_SIZE)")
@@ -34,9 +35,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Parse flags, build the settings and serve until SIGINT/SIGTERM (then drain)."""
-    settings = settings_from_flags(vars(build_parser().parse_args(argv)))
+def main(argv: Sequence[str] | None = None, prog: str = "python -m app") -> int:
+    """Parse flags, build the settings and serve until SIGINT/SIGTERM (then drain); `prog`
+    is the command name help and errors show (`trm serve` calls this too)."""
+    settings = settings_from_flags(vars(build_parser(prog).parse_args(argv)))
     app = create_app(settings)
     server = build_server(app, settings, settings.host, settings.port)
     server.run()

@@ -67,12 +67,22 @@ async def solve_with_steps(service: SolveService, task: str, request: SolveReque
             if event.name == "solve.step":
                 await on_step(event.data)
             elif event.name == "solve.completed":
-                return event.data
+                return result_of(event.data)
             elif event.name == "solve.failed":
                 raise ApiError.from_problem(event.data)
             elif event.name == "solve.cancelled":
                 raise errors.client_gone()
     raise errors.internal("the solve ended without a result")
+
+
+# Members every event payload carries for stream readers (`type`, `sequence_number`); a result
+# handed to an agent is the §7.1 object without them.
+STREAM_FIELDS = ("type", "sequence_number")
+
+
+def result_of(completed: dict[str, Any]) -> dict[str, Any]:
+    """The result object inside a `solve.completed` event's data."""
+    return {key: value for key, value in completed.items() if key not in STREAM_FIELDS}
 
 
 def verdict(result: dict[str, Any]) -> str:
@@ -81,9 +91,23 @@ def verdict(result: dict[str, Any]) -> str:
     unit = "step" if steps == 1 else "steps"
     if result["status"] == "solved":
         return f"solved and verified in {steps} {unit}"
-    return (f"unsolved: the answer after {steps} {unit} breaks the rules or misses cells "
-            f"(confidence {result['confidence']:.2f}{_path_note(result)}); try "
-            f"halting='never', more attempts, or an easier puzzle")
+    # Running every step is only worth suggesting when the run stopped early.
+    hint = "halting='never', " if result.get("halted_early") else ""
+    return (f"unsolved: the answer after {steps} {unit} is unverified: "
+            f"{_what_breaks(result)}; try {hint}more attempts, a larger budget_steps, or an "
+            f"easier puzzle")
+
+
+def _what_breaks(result: dict[str, Any]) -> str:
+    """Which cells break a rule, or how a drawn path falls short (mazes)."""
+    if "path_complete" in result:
+        return f"its path is not a shortest S-G path{_path_note(result)}"
+    conflicts = result.get("conflicts")
+    if not conflicts:
+        return "it breaks the rules or misses cells"
+    cells = ", ".join(f"r{r + 1}c{c + 1}" for r, c in conflicts[:8])
+    more = f" and {len(conflicts) - 8} more" if len(conflicts) > 8 else ""
+    return f"{len(conflicts)} cells break a rule ({cells}{more})"
 
 
 def _path_note(result: dict[str, Any]) -> str:
@@ -98,8 +122,9 @@ def _path_note(result: dict[str, Any]) -> str:
 
 
 def render_result(task: str, result: dict[str, Any]) -> str:
-    """The answer as the task's text grid followed by the verdict."""
-    cells = TASKS[task].from_grid(result["grid"])
+    """The answer (verified or not) as the task's text grid followed by the verdict."""
+    cells = TASKS[task].from_grid(result["grid"] if result["status"] == "solved"
+                                  else result["answer_grid"])
     return f"{TASKS[task].render(cells)}\n{verdict(result)}"
 
 

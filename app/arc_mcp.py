@@ -13,7 +13,7 @@ from mcp.types import CallToolResult, TextContent
 from pydantic import ValidationError
 
 from app import errors
-from app.agents import problem_message
+from app.agents import problem_message, result_of
 from app.arc_schemas import ArcPair, ArcResult, ArcSolveRequest, ArcTestInput
 from app.arc_tools import render_arc_result
 from app.errors import ApiError
@@ -65,7 +65,7 @@ async def _solve(service: SolveService, request: ArcSolveRequest, request_id: st
                                           f"{data['completed']} of {data['versions']} versions "
                                           "answered")
             elif name == "solve.completed":
-                return data
+                return result_of(data)
             elif name == "solve.failed":
                 raise ApiError.from_problem(data)
             elif name == "solve.cancelled":

@@ -82,11 +82,10 @@ class ArcService:
         return record
 
     def _entry(self, ref: str | None, endpoint: str) -> ModelEntry:
-        """The ARC model to use: 503 without one, 501 in broker mode, then the usual checks."""
+        """The ARC model to use: 404 without one (as for any task), 501 in broker mode, then
+        the usual checks."""
         service = self.service
-        if TASK not in service.registry.served_tasks():
-            raise ApiError(503, "no-model", "no ARC checkpoint is loaded; put one (with its "
-                           "<stem>.identifiers.json sidecar) under TRM_CHECKPOINT_DIR")
+        service.registry.require_task(TASK)
         if service.remote is not None:
             raise ApiError(501, "not-implemented", "ARC tasks are not served in broker mode "
                            "(TRM_REDIS_URL) yet; run the service without a broker for them")

@@ -20,9 +20,9 @@ from app.errors import unauthorized
 from app.problems import send_problem
 
 PUBLIC_PATHS = frozenset({"/livez", "/readyz", "/healthz", "/metrics", "/docs",
-                          "/docs/oauth2-redirect", "/redoc", "/openapi.json", "/"})
+                          "/docs/oauth2-redirect", "/openapi.json", "/"})
 # The viewer's script and styles: the page must load before its user can enter a key.
-PUBLIC_PREFIXES = ("/static/",)
+PUBLIC_PREFIXES = ("/static/", "/docs-assets/")
 
 
 def _digest(key: str) -> bytes:

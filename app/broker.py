@@ -26,6 +26,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from trm_core.engine import SearchConfig
+
 PREFIX = "trm:"
 GROUP = "workers"
 CANCEL_CHANNEL = f"{PREFIX}cancel"
@@ -127,6 +129,21 @@ class JobMessage:
     deadline: float
     events: str
     return_steps: bool
+    budget_steps: int = 0  # verified search's slot-steps; 0 = the single pass
+    search_attempts: int = 1
+    search_round_steps: int = 0
+    seed: int = 0
+
+    @property
+    def search_key(self) -> str:
+        """The search options as part of a result-cache key."""
+        return f"{self.budget_steps}/{self.search_attempts}/{self.search_round_steps}/{self.seed}"
+
+    def search(self) -> SearchConfig | None:
+        if self.budget_steps <= 0:
+            return None
+        return SearchConfig(budget_steps=self.budget_steps, attempts=self.search_attempts,
+                            round_steps=self.search_round_steps)
 
     def to_fields(self) -> dict[Any, Any]:
         return {"job": self.job_id, "kind": self.kind, "task": self.task, "model": self.model,
@@ -135,7 +152,10 @@ class JobMessage:
                 "max_steps": str(self.max_steps), "halting": self.halting,
                 "attempts": str(self.attempts), "latent_noise": repr(self.latent_noise),
                 "deadline": repr(self.deadline), "events": self.events,
-                "return_steps": "1" if self.return_steps else "0"}
+                "return_steps": "1" if self.return_steps else "0",
+                "budget_steps": str(self.budget_steps),
+                "search_attempts": str(self.search_attempts),
+                "search_round_steps": str(self.search_round_steps), "seed": str(self.seed)}
 
     @classmethod
     def from_fields(cls, fields: dict[str, str]) -> JobMessage:
@@ -145,7 +165,11 @@ class JobMessage:
                    max_steps=int(fields["max_steps"]), halting=fields["halting"],
                    attempts=int(fields["attempts"]), latent_noise=float(fields["latent_noise"]),
                    deadline=float(fields["deadline"]), events=fields["events"],
-                   return_steps=fields["return_steps"] == "1")
+                   return_steps=fields["return_steps"] == "1",
+                   budget_steps=int(fields.get("budget_steps", 0)),
+                   search_attempts=int(fields.get("search_attempts", 1)),
+                   search_round_steps=int(fields.get("search_round_steps", 0)),
+                   seed=int(fields.get("seed", 0)))
 
     def remaining_s(self) -> float:
         """Seconds until the deadline on this machine's wall clock (negative once passed)."""

@@ -163,6 +163,7 @@ class BrokerWorker:
         job = Job(puzzle=cells, max_steps=message.max_steps,
                   halting="never" if message.halting == "never" else "auto",
                   attempts=message.attempts, latent_noise=message.latent_noise,
+                  seed=message.seed, search=message.search(),
                   deadline=time.monotonic() + message.remaining_s(),
                   on_step=lambda update: self._on_step(delivery, update),
                   on_done=lambda result: self._out.put(("done", delivery, result)),
@@ -278,7 +279,8 @@ class BrokerWorker:
                                return_steps=message.return_steps)
             record.trajectory = delivery.trajectory
             return "solve.completed", payloads.result_body(record, delivery.entry.task, result,
-                                                           delivery.cells)
+                                                           delivery.cells,
+                                                           delivery.entry.calibration)
         if result.status == "cancelled" and result.error != payloads.SHUTDOWN_REASON:
             return "solve.cancelled", {"id": message.job_id, "status": "cancelled",
                                        "reason": result.error or "cancelled"}
@@ -298,7 +300,8 @@ class BrokerWorker:
             return
         message, entry = delivery.message, delivery.entry
         key = cache.cache_key(entry.task, delivery.cells, entry.checkpoint.sha256,
-                              message.max_steps, message.halting, message.attempts)
+                              message.max_steps, message.halting, message.attempts,
+                              message.search_key)
         value = cache.encode(key, result.answer, result.steps_used, result.halted_early,
                              result.confidence, result.q_halt)
         pipe.set(key.key, value, ex=max(1, int(self.settings.cache_ttl_s)))

@@ -47,12 +47,13 @@ class CachedAnswer:
 
 
 def cache_key(task: Task, cells: np.ndarray, model_sha256: str, max_steps: int, halting: str,
-              attempts: int) -> CacheKey:
-    """The key of a puzzle under a model and the options that change its answer (CPU: a few
-    milliseconds for Sudoku, so callers on an event loop run it in a thread)."""
+              attempts: int, search: str = "") -> CacheKey:
+    """The key of a puzzle under a model and the options that change its answer (`search`:
+    budget and seed; CPU: a few milliseconds for Sudoku, so callers on an event loop run it in
+    a thread)."""
     canonical, symmetry = task.canonical_form(cells)
     digest = hashlib.sha256()
-    for part in (task.name, model_sha256, str(max_steps), halting, str(attempts)):
+    for part in (task.name, model_sha256, str(max_steps), halting, str(attempts), search):
         digest.update(part.encode())
         digest.update(b"\0")
     digest.update(canonical)

@@ -26,7 +26,7 @@ from app.metrics import Metrics
 from app.middleware import BodyGuardMiddleware, RequestContextMiddleware
 from app.problems import install_problem_handlers
 from app.registry import ModelRegistry
-from app.routes import arc, examples, health, jobs, models, solve, tools, viewer
+from app.routes import arc, docs, examples, health, jobs, models, solve, tools, viewer
 from app.service import SolveService
 from app.settings import Settings
 
@@ -93,18 +93,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     ]
     mcp = build_mcp(service, settings)
     mcp_routes = mcp.streamable_http_app().routes  # creates the session manager
+    # /docs is ours (app/routes/docs.py): its assets come from a package, not a CDN.
     app = FastAPI(title="trm-serve", version=trm_core.__version__, description=DESCRIPTION,
-                  lifespan=_lifespan(service, mcp), middleware=middleware)
+                  lifespan=_lifespan(service, mcp), middleware=middleware, docs_url=None,
+                  redoc_url=None)
     app.state.settings = settings
     app.state.service = service
     install_problem_handlers(app, settings.problem_base_uri)
     # arc first: its /v1/solve/arc must win over the generic /v1/solve/{task}
-    for module in (arc, solve, jobs, models, health, examples, tools, viewer):
+    for module in (arc, solve, jobs, models, health, examples, tools, viewer, docs):
         app.include_router(module.router)
     app.state.mcp = mcp
     # The MCP endpoint as a plain route at /mcp (a Mount would redirect /mcp to /mcp/).
     app.router.routes.extend(mcp_routes)
     app.mount("/static", viewer.static_files(), name="static")
+    app.mount(docs.ASSETS, docs.assets(), name="docs-assets")
     if keys:
         log.info("API keys required (%d configured)", len(keys))
     return app

@@ -19,6 +19,7 @@ from mcp.server.transport_security import TransportSecuritySettings
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import Field, ValidationError
 
+import trm_core
 from app.agents import (
     problem_message,
     puzzle_description,
@@ -93,6 +94,8 @@ def build_mcp(service: SolveService, settings: Settings) -> FastMCP:  # type: ig
         "trm-serve", instructions=INSTRUCTIONS, streamable_http_path=MCP_PATH,
         # Stateless: each call stands alone, so any replica behind a balancer can answer it.
         stateless_http=True, transport_security=transport_security(settings))
+    # serverInfo.version in the initialize answer: ours, not the SDK's (its fallback).
+    server._mcp_server.version = trm_core.__version__
     for task in service.registry.served_tasks():
         if task == "arc":  # a task of grids, not a puzzle string: its own arguments
             server.add_tool(arc_tool(service), name=ARC_TOOL, title="Solve an ARC task",

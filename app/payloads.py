@@ -17,7 +17,9 @@ import numpy as np
 from app.errors import ApiError, internal, invalid, timeout, unavailable
 from app.jobs import JobRecord
 from app.schemas import SolveRequest
-from trm_core.engine import JobResult, StepUpdate
+from app.settings import Settings
+from trm_core.calibration import Calibration
+from trm_core.engine import JobResult, SearchConfig, StepUpdate
 from trm_core.tasks.base import PuzzleError, Task
 
 SHUTDOWN_REASON = "shutdown"
@@ -43,6 +45,21 @@ def check_options(request: SolveRequest, model_id: str, model_max_steps: int,
         raise invalid(f"attempts must be between 1 and {max_attempts}, got {attempts}",
                       ["attempts"], allowed=[1, max_attempts])
     return max_steps, attempts
+
+
+def search_config(request: SolveRequest, settings: Settings, slots: int,
+                  can_verify: bool) -> SearchConfig | None:
+    """The request's search budget within the service's cap (a 422 naming it otherwise); None
+    when the task cannot check answers or the budget is 0."""
+    budget = settings.search_budget_steps if request.budget_steps is None \
+        else request.budget_steps
+    if budget > settings.max_budget_steps:
+        raise invalid(f"budget_steps must be between 0 and {settings.max_budget_steps}, got "
+                      f"{budget}", ["budget_steps"], allowed=[0, settings.max_budget_steps])
+    if budget == 0 or not can_verify:
+        return None
+    return SearchConfig(budget_steps=budget, attempts=min(settings.search_attempts, slots),
+                        round_steps=settings.search_round_steps)
 
 
 def puzzle_error(exc: PuzzleError, request: SolveRequest) -> ApiError:
@@ -102,35 +119,60 @@ def cancelled_data(record: JobRecord, reason: str) -> dict[str, Any]:
 
 
 def result_body(record: JobRecord, task: Task, result: JobResult,
-                puzzle: np.ndarray | None = None) -> dict[str, Any]:
-    """The §7.1 solve result for a solved or unsolved job; with the job's `puzzle` (cells) it
-    also carries the task's extra fields."""
+                puzzle: np.ndarray | None = None,
+                calibration: Calibration | None = None) -> dict[str, Any]:
+    """The §7.1 solve result for a solved or unsolved job. A verified answer is the `solution`
+    (and `grid`); any other is an `answer` (and `answer_grid`) marked `unverified`, with the
+    cells that break a rule as `conflicts` when the task can name them. `confidence` is the
+    model card's calibration of the raw confidence (the share of such answers that verified on
+    held-out puzzles); it is absent without one, and on unverified answers, whose check already
+    failed. With the job's `puzzle` (cells) it also carries the task's extra fields."""
     if result.answer is None:
         raise ValueError(f"engine reported {result.status} for {record.id} without an answer")
+    solved = result.status == "solved"
     body: dict[str, Any] = {
         "id": record.id,
         "object": "solve.result",
         "task": record.task,
         "model": record.model,
         "status": result.status,
-        "solution": task.format(result.answer),
-        "grid": task.to_grid(result.answer),
         "valid": bool(result.valid),
+        "unverified": not solved,
+        "solution" if solved else "answer": task.format(result.answer),
+        "grid" if solved else "answer_grid": task.to_grid(result.answer),
         "steps_used": result.steps_used,
         "halted_early": bool(result.halted_early),
-        "confidence": _r(result.confidence),
+    }
+    if not solved and puzzle is not None:
+        body.update(_conflicts(task, puzzle, result.answer))
+    if calibration is not None and solved:
+        body["confidence"] = _r(calibration(result.confidence))
+    body.update({
+        "raw_confidence": _r(result.confidence),
         "q_halt": _r(result.q_halt),
         "attempts": result.attempts,
         "attempt": result.attempt,
         "cached": False,
         "timing": {"queue_ms": _r(result.queue_ms, 2), "compute_ms": _r(result.compute_ms, 2),
                    "total_ms": _r(result.total_ms, 2)},
-    }
+    })
+    if result.search is not None:
+        body["search"] = result.search
     if puzzle is not None:
         body.update(task.extra_result(puzzle, result.answer))
     if record.return_steps:
         body["trajectory"] = list(record.trajectory)
     return body
+
+
+def _conflicts(task: Task, puzzle: np.ndarray, answer: np.ndarray) -> dict[str, Any]:
+    """`conflicts`: the answer's cells that break a rule, 0-based [row, column] pairs; nothing
+    when the task cannot tell cell by cell."""
+    mask = task.conflicts(puzzle, answer)
+    if mask is None:
+        return {}
+    rows, cols = np.nonzero(np.asarray(mask).reshape(task.grid_shape))
+    return {"conflicts": [[int(r), int(c)] for r, c in zip(rows, cols, strict=True)]}
 
 
 def failure_error(result: JobResult, retry_after_s: int) -> tuple[ApiError, str]:

@@ -1,23 +1,30 @@
 """The loaded models: one checkpoint, one `Engine` and one worker thread per model.
 
-`ModelRegistry.load` finds every checkpoint under `TRM_CHECKPOINT_DIR`, builds an engine for it on
-the configured device, and picks a default model per task. A checkpoint that fails to load is
-logged and skipped (and reported by readiness) so one bad file does not take the service down.
+`ModelRegistry.load` finds every checkpoint under the checkpoint folder (`TRM_CHECKPOINT_DIR`, else
+the shipped ones: `Settings.checkpoint_root`), builds an engine for it on the configured device,
+and picks a default model per task. A checkpoint that fails to load is logged and skipped (and
+reported by readiness) so one bad file does not take the service down. Two checkpoints that claim
+the same id (`name@version`) are both refused, loudly, and readiness fails until one is renamed:
+serving either would silently shadow the other.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections import defaultdict
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
 
+from app import errors
 from app.metrics import Metrics, ModelMetrics
 from app.settings import Settings
 from app.worker import EngineWorker
 from trm_core.arc_identifiers import IdentifierMap, load_identifiers, sidecar_path
+from trm_core.calibration import Calibration
 from trm_core.checkpoint import Checkpoint, find_checkpoints, load_checkpoint, read_card
 from trm_core.engine import Engine, TickStats
 from trm_core.inference import prepare_for_inference
@@ -26,7 +33,6 @@ from trm_core.tasks import TASKS, get_task
 from trm_core.tasks.base import Task
 
 log = logging.getLogger(__name__)
-_AUTOCAST = {"off": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 def _arc_identifiers(stem: Any, task: Task, rows: int) -> IdentifierMap | None:
@@ -40,6 +46,30 @@ def _arc_identifiers(stem: Any, task: Task, rows: int) -> IdentifierMap | None:
         raise ValueError(f"{path} names {len(identifiers)} identifiers; the checkpoint's "
                          f"puzzle embedding has {rows} rows")
     return identifiers
+
+
+def _calibration(checkpoint: Checkpoint) -> Calibration | None:
+    """The card's calibration; a malformed one is logged and ignored (no `confidence`)."""
+    entry = checkpoint.card.get("calibration")
+    if entry is None:
+        return None
+    try:
+        return Calibration.from_card(entry)
+    except ValueError as exc:
+        log.error("%s: ignoring its calibration: %s", checkpoint.path, exc)
+        return None
+
+
+def _ambiguous_ids(stems: list[Path]) -> dict[str, list[Path]]:
+    """Model ids (`name@version`, from the cards) claimed by more than one checkpoint."""
+    claims: defaultdict[str, list[Path]] = defaultdict(list)
+    for stem in stems:
+        try:
+            card = read_card(stem)
+            claims[f"{card['name']}@{int(card.get('version', 1))}"].append(stem)
+        except (OSError, ValueError, KeyError):
+            continue  # loading reports the broken card
+    return {model_id: paths for model_id, paths in claims.items() if len(paths) > 1}
 
 
 class UnknownModel(LookupError):
@@ -62,6 +92,7 @@ class ModelEntry:
     worker: EngineWorker
     metrics: ModelMetrics
     device: str
+    precision: str  # `Precision.name`: the arithmetic its steps run in
     slots: int
     max_queue: int
     load_s: float
@@ -69,9 +100,12 @@ class ModelEntry:
     # ARC: the checkpoint's row -> task version table (its `<stem>.identifiers.json` sidecar)
     identifiers: IdentifierMap | None = None
     parameters: int = field(init=False)
+    # The card's confidence calibration (`trm calibrate`); None: results carry no `confidence`.
+    calibration: Calibration | None = field(init=False)
 
     def __post_init__(self) -> None:
         self.parameters = count_parameters(self.checkpoint.model)
+        self.calibration = _calibration(self.checkpoint)
 
     @property
     def id(self) -> str:
@@ -88,7 +122,8 @@ class ModelEntry:
             "id": ckpt.id, "object": "model", "name": ckpt.name, "version": ckpt.version,
             "task": ckpt.task, "default": is_default, "checkpoint_sha256": ckpt.sha256,
             "seq_len": config.seq_len, "vocab_size": config.vocab_size,
-            "max_steps": self.max_steps, "device": self.device, "parameters": self.parameters,
+            "max_steps": self.max_steps, "device": self.device, "precision": self.precision,
+            "parameters": self.parameters,
             "loaded": True, "warmed": self.warmed,
             "batching": {"slots": self.slots, "max_queue": self.max_queue},
         }
@@ -98,6 +133,10 @@ class ModelEntry:
         evaluation = ckpt.card.get("evaluation")
         if evaluation is not None:
             body["evaluation"] = evaluation
+        calibration = ckpt.card.get("calibration")
+        if self.calibration is not None and calibration is not None:
+            body["calibration"] = {key: calibration.get(key) for key in
+                                   ("table", "answers", "data", "settings", "measured_at")}
         return body
 
 
@@ -110,15 +149,43 @@ class ModelRegistry:
         self.entries: dict[str, ModelEntry] = {}
         self.defaults: dict[str, str] = {}
         self.load_errors: list[str] = []
+        self.refused: list[str] = []  # checkpoints refused for an ambiguous id: not ready
         self.loaded = False
         self._served: list[str] | None = None
+        self._root: Path | None = None
+
+    def require_task(self, task_name: str) -> None:
+        """The one rule for a task this service cannot answer, whether no such task exists or
+        no model for it is loaded (Sudoku, mazes and ARC alike): 404 naming what it serves."""
+        served = self.served_tasks()
+        if task_name in served:
+            return
+        what = "unknown task" if task_name not in TASKS else "no model is loaded for task"
+        serves = ", ".join(served) if served else \
+            f"none (no checkpoints under {self.root.resolve()})"
+        raise errors.not_found("task", f"{what} {task_name!r}; this service serves: {serves}",
+                               known=served)
+
+    def check(self) -> str:
+        """Readiness of the loaded models: "ok", or why they cannot serve (ids refused as
+        ambiguous, nothing found or loaded)."""
+        if self.refused:
+            return "; ".join(self.refused)
+        return "ok" if self.entries else "; ".join(self.load_errors) or "no models"
+
+    @property
+    def root(self) -> Path:
+        """The folder checkpoints are read from (resolved once)."""
+        if self._root is None:
+            self._root = self.settings.checkpoint_root()
+        return self._root
 
     def served_tasks(self) -> list[str]:
         """Tasks with a checkpoint to serve, read once from the cards (known before loading, so
         the tools advertised to agents never name a task no model can answer)."""
         if self._served is None:
             tasks = set()
-            for stem in find_checkpoints(self.settings.checkpoint_dir):
+            for stem in find_checkpoints(self.root):
                 try:
                     tasks.add(str(read_card(stem)["task"]))
                 except (OSError, ValueError, KeyError):
@@ -135,9 +202,9 @@ class ModelRegistry:
             # On a small CPU box, fewer intra-op threads than cores leaves one for the event loop
             # and avoids OpenMP spinning against it.
             torch.set_num_threads(self.settings.torch_threads)
-        stems = find_checkpoints(self.settings.checkpoint_dir)
-        if not stems:
-            self.load_errors.append(f"no checkpoints under {self.settings.checkpoint_dir}")
+        stems = self._unambiguous(find_checkpoints(self.root))
+        if not stems and not self.refused:
+            self._warn_no_checkpoints()
         for stem in stems:
             try:
                 entry = self._load_one(stem, device)
@@ -145,14 +212,33 @@ class ModelRegistry:
                 log.exception("could not load checkpoint %s", stem)
                 self.load_errors.append(f"{stem}: {exc}")
                 continue
-            if entry.id in self.entries:
-                self.load_errors.append(f"{stem}: duplicate model id {entry.id}")
-                continue
             self.entries[entry.id] = entry
             log.info("loaded %s (%s, %d parameters) on %s in %.2f s", entry.id,
                      entry.checkpoint.task, entry.parameters, device, entry.load_s)
         self.defaults = self._pick_defaults()
         self.loaded = True
+
+    def _unambiguous(self, stems: list[Path]) -> list[Path]:
+        """`stems` without those whose model id another checkpoint claims too (refused, with
+        an error naming every claimant and the fix)."""
+        ambiguous = _ambiguous_ids(stems)
+        for model_id, paths in ambiguous.items():
+            message = (f"model id {model_id} is claimed by {len(paths)} checkpoints: "
+                       f"{', '.join(str(p) for p in paths)}; serving none of them. Give one "
+                       f"another name or version in its card (e.g. trm train --set "
+                       f"train.name=NAME), or serve one folder with --checkpoints DIR")
+            log.error("%s", message)
+            self.refused.append(message)
+        refused = {p for paths in ambiguous.values() for p in paths}
+        return [stem for stem in stems if stem not in refused]
+
+    def _warn_no_checkpoints(self) -> None:
+        """Say loudly where no checkpoint was found: the service can answer nothing."""
+        looked = ", ".join(str(d.resolve()) for d in self.settings.checkpoint_dirs())
+        message = (f"no checkpoints (NAME.safetensors beside NAME.json) under {looked}; set "
+                   f"TRM_CHECKPOINT_DIR or pass --checkpoints DIR")
+        log.warning("no models: %s", message)
+        self.load_errors.append(message)
 
     def _load_one(self, stem: Any, device: str) -> ModelEntry:
         started = time.perf_counter()
@@ -165,17 +251,18 @@ class ModelRegistry:
         def on_tick(stats: TickStats) -> None:
             bound.observe_tick(stats)
 
-        model, autocast = prepare_for_inference(ckpt.model, device, self.settings.dtype)
-        if self.settings.autocast != "off":
-            autocast = _AUTOCAST[self.settings.autocast]
+        model, precision = prepare_for_inference(ckpt.model, device, self.settings.dtype,
+                                                 self.settings.autocast)
         engine = Engine(model, task, slots=slots, max_queue=max_queue, device=device,
-                        autocast_dtype=autocast, seed=self.settings.seed, on_tick=on_tick)
+                        autocast_dtype=precision.autocast, seed=self.settings.seed,
+                        on_tick=on_tick)
         load_s = time.perf_counter() - started
         self.metrics.register_model(ckpt.id, task.name, ckpt.version, ckpt.sha256, device,
                                     load_s, lambda: (engine.queue_depth, engine.active_slots))
         worker = EngineWorker(engine, ckpt.id)
-        return ModelEntry(ckpt, task, engine, worker, bound, device, slots, max_queue, load_s,
-                          identifiers=_arc_identifiers(stem, task, ckpt.config.num_puzzle_ids))
+        identifiers = _arc_identifiers(stem, task, ckpt.config.num_puzzle_ids)
+        return ModelEntry(ckpt, task, engine, worker, bound, device, precision.name, slots,
+                          max_queue, load_s, identifiers=identifiers)
 
     def _pick_defaults(self) -> dict[str, str]:
         """Configured defaults first; otherwise the first name of a task, highest version."""

@@ -176,7 +176,7 @@ class RemoteJobs:
             return None
         key = await asyncio.to_thread(cache.cache_key, entry.task, cells,
                                       entry.checkpoint.sha256, message.max_steps,
-                                      message.halting, message.attempts)
+                                      message.halting, message.attempts, message.search_key)
         raw = await self.client.get(key.key)
         hit = None if raw is None else cache.decode(entry.task, cells, key, raw)
         self.metrics.cache_requests.labels(entry.task.name, "miss" if hit is None else "hit").inc()
@@ -186,7 +186,7 @@ class RemoteJobs:
         result = JobResult(record.id, "solved", hit.answer, True, hit.steps_used,
                            hit.halted_early, hit.confidence, hit.q_halt, 0, message.attempts,
                            0.0, 0.0, elapsed_ms)
-        body = payloads.result_body(record, entry.task, result, cells)
+        body = payloads.result_body(record, entry.task, result, cells, entry.calibration)
         body["cached"] = True
         return body
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 Halting = Literal["auto", "never"]
 EXAMPLE_PUZZLE = (
@@ -32,10 +32,13 @@ class SolveRequest(BaseModel):
                                                 "task")
     max_steps: int | None = Field(None, description="1 .. the checkpoint's max supervision steps "
                                                     "(its default)")
-    halting: Halting | None = Field(None, description="auto: stop when the model halts or the "
-                                                      "answer is valid and stable; never: run "
-                                                      "max_steps")
-    early_stop: bool | None = Field(None, description="alias of halting: true = auto, "
+    halting: Halting | None = Field(None, description="auto (default): stop early only once the "
+                                                      "answer verifies and the halting head "
+                                                      "agrees or the answer stopped changing "
+                                                      "(tasks that cannot check answers: when "
+                                                      "the halting head says so); never: run "
+                                                      "max_steps, as the paper evaluates")
+    early_stop: bool | None = Field(None, description="older spelling of halting: true = auto, "
                                                       "false = never")
     attempts: int | None = Field(None, description="parallel attempts (test-time search), "
                                                    "1 .. TRM_MAX_ATTEMPTS")
@@ -44,11 +47,28 @@ class SolveRequest(BaseModel):
                                             "added to the starting latent z of every attempt "
                                             "but the first, so they explore different "
                                             "trajectories besides their symmetric views")
+    budget_steps: int | None = Field(
+        None, ge=0, description="verified search: slot-steps (supervision steps x attempts) the "
+                                "service may spend when the first pass does not verify, in "
+                                "rounds of symmetric attempts that keep the model's most "
+                                "confident rule-abiding cells; 0 = the single pass only; "
+                                "default TRM_SEARCH_BUDGET_STEPS, at most TRM_MAX_BUDGET_STEPS")
+    seed: int | None = Field(None, ge=0, le=2**31 - 1,
+                             description="seeds the attempts' symmetries and noise: identical "
+                                         "requests give identical answers (default 0)")
     return_steps: bool = Field(False, description="include the per-step trajectory")
     stream: bool = Field(False, description="answer with server-sent events (as does "
                                             "Accept: text/event-stream)")
     timeout_ms: int | None = Field(None, gt=0, description="deadline; may only lower the "
                                                            "server's")
+
+    @field_validator("puzzle", mode="before")
+    @classmethod
+    def _puzzle_is_text(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            raise ValueError("puzzle takes a string; send a nested list of cells as 'grid' "
+                             "instead")
+        return value
 
     @model_validator(mode="after")
     def _check(self) -> SolveRequest:
@@ -94,20 +114,45 @@ class TrajectoryStep(BaseModel):
 
 
 class SolveResult(BaseModel):
-    """The answer to a solve, also the data of `solve.completed` and a job's `result`."""
+    """The answer to a solve, also the data of `solve.completed` and a job's `result`.
+
+    A verified answer comes as `solution` and `grid`; an answer that fails the rules check comes
+    as `answer` and `answer_grid`, with `unverified: true` and the cells that break a rule in
+    `conflicts`, so it can never be mistaken for a solution. An answer never changes a given."""
 
     id: str
     object: Literal["solve.result"] = "solve.result"
     task: str
     model: str
-    status: Literal["solved", "unsolved"]
-    solution: str
-    grid: list[list[int]]
-    valid: bool
+    status: Literal["solved", "unsolved"] = Field(
+        description="solved: the answer keeps every given and passes the task's rules check; "
+                    "unsolved: it does not (still a 200 answer)")
+    valid: bool = Field(description="the answer passes the rules check (status == solved)")
+    unverified: bool = Field(description="true when the answer failed the rules check: it is "
+                                         "under `answer`, never `solution`")
+    solution: str | None = Field(None, description="solved only: the verified answer, compact "
+                                                   "(Sudoku: 81 digits)")
+    grid: list[list[int]] | None = Field(None, description="solved only: `solution` as rows")
+    answer: str | None = Field(None, description="unsolved only: the model's unverified answer "
+                                                 "(givens kept), compact")
+    answer_grid: list[list[int]] | None = Field(None, description="unsolved only: `answer` as "
+                                                                  "rows")
+    conflicts: list[list[int]] | None = Field(
+        None, description="unsolved only: cells of `answer` that break a rule (blank, a repeated "
+                          "digit in a row, column or box), as 0-based [row, column] pairs; "
+                          "absent for tasks that cannot tell cell by cell (mazes: see `path`)")
     steps_used: int
     halted_early: bool
-    confidence: float
-    q_halt: float
+    confidence: float | None = Field(
+        None, description="solved only, and only when the model card has a calibration (`trm "
+                          "calibrate`): the share of answers with this raw confidence that "
+                          "verified on held-out puzzles; absent otherwise")
+    raw_confidence: float = Field(
+        description="mean over the filled cells of the model's top probability; saturates "
+                    "near 1.0 for right and wrong answers alike, so not a probability of being "
+                    "right")
+    q_halt: float = Field(description="the halting head's output after the last step (its own "
+                                      "uncalibrated estimate that the answer is done)")
     attempts: int
     attempt: int = Field(description="which attempt produced the answer")
     cached: bool = False
@@ -145,10 +190,12 @@ class StepEvent(BaseModel):
     sequence_number: int
     step: int
     max_steps: int
-    grid: str
+    grid: str = Field(description="the answer so far, givens kept: in progress, so unverified "
+                                  "unless `valid`")
     changed: int
     changed_cells: list[int] = Field(description="flat indices that changed this step")
-    confidence: float
+    confidence: float = Field(description="raw: mean top probability over the filled cells, as "
+                                          "a result's raw_confidence (not calibrated)")
     cell_confidence: list[float] = Field(description="per-cell max probability, 3 decimals")
     q_halt: float
     valid: bool
@@ -209,6 +256,8 @@ class ModelInfo(BaseModel):
     vocab_size: int
     max_steps: int
     device: str
+    precision: str = Field(description="the arithmetic its steps run in: the weights' dtype, "
+                                       "then any autocast, e.g. float32+autocast-bfloat16")
     parameters: int
     loaded: bool
     warmed: bool

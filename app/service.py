@@ -26,8 +26,7 @@ from app.registry import ModelEntry, ModelRegistry, UnknownModel
 from app.schemas import SolveRequest
 from app.settings import Settings
 from app.worker import LoopBridge
-from trm_core.engine import Job, JobResult, QueueFull, StepUpdate
-from trm_core.tasks import TASKS
+from trm_core.engine import Job, JobResult, QueueFull, SearchConfig, StepUpdate
 from trm_core.tasks.base import PuzzleError
 
 if TYPE_CHECKING:  # broker mode only; the embedded default never imports redis
@@ -81,7 +80,10 @@ class SolveService:
             return
         self.registry.start_workers()
         self.started = True
-        log.info("ready: %s", ", ".join(self.registry.entries) or "no models")
+        if self.registry.entries:
+            log.info("ready: %s", ", ".join(self.registry.entries))
+        else:
+            log.warning("serving NO MODELS: not ready; /readyz says why")
 
     async def _start_remote(self, remote: RemoteJobs) -> None:
         """Broker mode: read the model cards (engines are built, never started or warmed: the
@@ -103,16 +105,14 @@ class SolveService:
         """Each readiness check and "ok" or why it fails."""
         reg = self.registry
         if self.remote is not None and self.started:
-            return {"models_loaded": "ok" if reg.entries else "no models",
+            return {"models_loaded": reg.check(),
                     "redis": self.remote.error or "ok",
                     "workers_alive": self.remote.workers_status(),
                     "not_draining": "draining" if self.draining else "ok"}
         if self.startup_error:
             loaded = f"start-up failed: {self.startup_error}"
-        elif not reg.loaded:
-            loaded = "loading"
         else:
-            loaded = "ok" if reg.entries else "; ".join(reg.load_errors) or "no models"
+            loaded = reg.check() if reg.loaded else "loading"
         dead = reg.dead_workers() if self.started else []
         return {
             "models_loaded": loaded,
@@ -178,12 +178,7 @@ class SolveService:
     def admit(self, task_name: str, request: SolveRequest, *, kind: RecordKind,
               request_id: str, keep_events: bool) -> JobRecord:
         """Validate, parse and submit one puzzle; raises `ApiError` for every refusal."""
-        task = TASKS.get(task_name)
-        served = self.registry.served_tasks()
-        if task is None or task_name not in served:
-            what = "unknown task" if task is None else "no model is loaded for task"
-            raise errors.not_found("task", f"{what} {task_name!r}; known tasks: "
-                                   f"{', '.join(served)}", known=served)
+        self.registry.require_task(task_name)
         endpoint = ENDPOINT_OF[kind]
         if self.draining or not self.started:
             self._reject(task_name, request.model, endpoint,
@@ -198,6 +193,8 @@ class SolveService:
         try:
             max_steps, attempts = payloads.check_options(
                 request, entry.id, entry.max_steps, min(self.settings.max_attempts, entry.slots))
+            search = payloads.search_config(request, self.settings, entry.slots,
+                                            entry.task.can_verify)
             cells = entry.task.parse(request.raw_puzzle)
         except ApiError:
             entry.metrics.finished(endpoint, "invalid")
@@ -207,7 +204,7 @@ class SolveService:
             raise payloads.puzzle_error(exc, request) from None
         record = self.store.create(kind, task_name, entry.id, max_steps, request_id,
                                    keep_events=keep_events, return_steps=request.return_steps)
-        self._submit(entry, record, request, cells, attempts)
+        self._submit(entry, record, request, cells, attempts, search)
         return record
 
     def _resolve(self, task: str, ref: str | None) -> ModelEntry:
@@ -238,10 +235,10 @@ class SolveService:
         return time.monotonic() + seconds
 
     def _submit(self, entry: ModelEntry, record: JobRecord, request: SolveRequest,
-                cells: Any, attempts: int) -> None:
+                cells: Any, attempts: int, search: SearchConfig | None) -> None:
         assert self._bridge is not None, "submit before start"
         if self.remote is not None:
-            self._submit_remote(self.remote, entry, record, request, cells, attempts)
+            self._submit_remote(self.remote, entry, record, request, cells, attempts, search)
             return
         on_step = partial(self._on_step, record, entry)
         # A plain sync solve only needs its first step (time to first step); streams, jobs and
@@ -249,6 +246,7 @@ class SolveService:
         wants_all = record.keep_events or record.return_steps
         job = Job(puzzle=cells, max_steps=record.max_steps, halting=request.halting_mode,
                   attempts=attempts, latent_noise=request.latent_noise,
+                  seed=request.seed or 0, search=search,
                   deadline=self._deadline(record.kind, request.timeout_ms),
                   on_step=(self._bridge.wrap if wants_all else self._bridge.wrap_first)(on_step),
                   on_done=self._bridge.wrap(partial(self._on_done, record, entry, cells)),
@@ -272,13 +270,18 @@ class SolveService:
         return self.settings.max_queue_size or entry.max_queue
 
     def _submit_remote(self, remote: RemoteJobs, entry: ModelEntry, record: JobRecord,
-                       request: SolveRequest, cells: Any, attempts: int) -> None:
+                       request: SolveRequest, cells: Any, attempts: int,
+                       search: SearchConfig | None) -> None:
         seconds = self._deadline(record.kind, request.timeout_ms) - time.monotonic()
         message = broker.JobMessage(
             record.id, record.kind, record.task, record.model, record.request_id,
             [int(v) for v in cells], record.max_steps, request.halting_mode, attempts,
             float(request.latent_noise), time.time() + seconds,
-            "all" if record.keep_events else "none", bool(record.return_steps))
+            "all" if record.keep_events else "none", bool(record.return_steps),
+            budget_steps=0 if search is None else search.budget_steps,
+            search_attempts=1 if search is None else search.attempts,
+            search_round_steps=0 if search is None else search.round_steps,
+            seed=request.seed or 0)
         self._inflight[record.id] = record
         remote.submit(record, entry, message, cells)
 
@@ -336,7 +339,8 @@ class SolveService:
             return
         if result.status in ("solved", "unsolved"):
             try:
-                body = payloads.result_body(record, entry.task, result, puzzle)
+                body = payloads.result_body(record, entry.task, result, puzzle,
+                                            entry.calibration)
             except Exception:
                 log.exception("could not format the result of %s", record.id)
                 self._fail(record, errors.internal(), "error")

@@ -7,15 +7,32 @@ from a `Settings` instance, so tests build their own without touching `os.enviro
 from __future__ import annotations
 
 import logging
+import site
+import sysconfig
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from trm_core.checkpoint import find_checkpoints
+from trm_core.inference import AutocastChoice, InferenceDtype
+
 # Slots per engine when TRM_MAX_BATCH_SIZE is unset: a 7M-parameter model on a GPU steps 256
 # Sudokus about as fast as 16, while a CPU pays for every row.
 DEFAULT_SLOTS = {"cuda": 256, "cpu": 16}
+# Where a wheel install puts the shipped checkpoints (pyproject.toml: tool.setuptools.data-files).
+SHIPPED_CHECKPOINTS = Path("share") / "trm-serve" / "checkpoints"
+
+
+def default_checkpoint_dirs() -> list[Path]:
+    """Where checkpoints are looked for when TRM_CHECKPOINT_DIR is unset, in order: the current
+    directory's checkpoints/, the source tree this package runs from (a clone, an editable
+    install), and the copy a wheel installs under the environment's (or the user's) prefix."""
+    source_tree = Path(__file__).resolve().parents[1]
+    return [Path("checkpoints"), source_tree / "checkpoints",
+            Path(sysconfig.get_path("data")) / SHIPPED_CHECKPOINTS,
+            Path(site.getuserbase()) / SHIPPED_CHECKPOINTS]
 
 
 def _split_commas(value: Any) -> Any:
@@ -32,19 +49,28 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TRM_", extra="ignore", frozen=True)
 
     # Models
-    checkpoint_dir: Path = Path("checkpoints")
+    checkpoint_dir: Path | None = Field(
+        default=None, description="every checkpoint below it is loaded, one engine each; unset: "
+                                  "the first of ./checkpoints, the shipped ones beside the "
+                                  "package, and PREFIX/share/trm-serve/checkpoints (a wheel "
+                                  "install) that holds any")
     default_models: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="model ids or names that become their task's default, comma-separated")
     device: str = Field(
         default="auto", description="auto (cuda when available, else cpu), cpu, cuda:0 ...")
-    dtype: Literal["auto", "float32", "bfloat16"] = Field(
+    # Both go to trm_core/inference.py, which `trm eval --dtype` uses too: same choice, same
+    # arithmetic.
+    dtype: InferenceDtype = Field(
         default="auto", description="weights' dtype: auto = bf16 on CPUs with native bf16 "
-                                    "(several times faster there), fp32 + bf16 autocast on CUDA")
-    autocast: Literal["off", "bfloat16", "float16"] = Field(
+                                    "(AVX512-BF16/AMX; several times faster there), else fp32; "
+                                    "fp32 + bf16 autocast on CUDA (`trm eval --dtype` takes the "
+                                    "same choices; /v1/models shows each model's precision)")
+    autocast: AutocastChoice = Field(
         default="off", description="force this autocast dtype (overrides dtype's choice)")
-    warmup: bool = True
-    seed: int = 0
+    warmup: bool = Field(default=True, description="step each engine once before ready, so "
+                                                   "the first request pays no start-up cost")
+    seed: int = Field(default=0, description="seed of the engines' random attempts and noise")
     torch_threads: int | None = Field(
         default=None, ge=1, description="torch intra-op threads; unset keeps torch's default")
 
@@ -52,9 +78,27 @@ class Settings(BaseSettings):
     max_batch_size: int | None = Field(
         default=None, ge=1, description="engine slots; default 256 on cuda, 16 on cpu")
     max_queue_size: int | None = Field(
-        default=None, ge=1, description="queued jobs per engine; default 4 x slots")
-    max_attempts: int = Field(default=8, ge=1)
-    request_timeout_s: float = Field(default=30.0, gt=0)
+        default=None, ge=1, description="queued jobs per engine, beyond which 503 + "
+                                        "Retry-After (broker mode: admitted, unfinished jobs "
+                                        "across the cluster); default 4 x slots")
+    max_attempts: int = Field(default=8, ge=1,
+                              description="most attempts one request may ask for (at most the "
+                                          "slots)")
+    # Verified search (trm_core/search.py): what a request that names no budget_steps gets.
+    # An answer that verifies in the first pass costs nothing extra.
+    search_budget_steps: int = Field(
+        default=512, ge=0, description="default search budget in slot-steps (supervision steps "
+                                       "x attempts) when a request names none; 0 = single pass")
+    max_budget_steps: int = Field(default=2048, ge=0,
+                                  description="most slot-steps one request may ask for")
+    search_attempts: int = Field(default=4, ge=1,
+                                 description="attempts per search round (at most the slots)")
+    search_round_steps: int = Field(default=4, ge=1,
+                                    description="supervision steps of each search round after "
+                                                "the first pass")
+    request_timeout_s: float = Field(
+        default=30.0, gt=0, description="deadline of a solve; a request's timeout_ms may only "
+                                        "lower it")
     job_timeout_s: float = Field(
         default=300.0, gt=0, description="deadline of jobs made by POST /v1/jobs")
     retry_after_s: int = Field(
@@ -76,24 +120,31 @@ class Settings(BaseSettings):
 
     # Jobs and streams
     job_ttl_s: float = Field(
-        default=600.0, gt=0, description="how long finished jobs stay readable")
-    sse_ping_s: float = Field(default=15.0, gt=0)
-    sse_retry_ms: int = Field(default=2000, ge=0)
+        default=600.0, gt=0, description="how long finished jobs stay readable (broker mode: "
+                                         "also their results and event streams in Redis)")
+    sse_ping_s: float = Field(default=15.0, gt=0,
+                              description="keep-alive comment on an idle event stream this often")
+    sse_retry_ms: int = Field(default=2000, ge=0,
+                              description="the `retry:` an event stream tells clients to wait")
 
     # HTTP
-    host: str = "127.0.0.1"
-    port: int = Field(default=8000, ge=0, le=65535)
+    host: str = Field(default="127.0.0.1", description="interface to bind (0.0.0.0: all)")
+    port: int = Field(default=8000, ge=0, le=65535, description="port to bind")
     # An ARC task (demonstrations and test inputs) is up to ~25 KB as compact JSON, a few times
     # that pretty-printed; puzzles are far smaller.
-    max_body_bytes: int = Field(default=262144, ge=1)
-    api_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
-    problem_base_uri: str = "/problems/"
-    shutdown_timeout_s: float = Field(default=30.0, ge=0)
+    max_body_bytes: int = Field(default=262144, ge=1, description="larger bodies get 413")
+    api_keys: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list, description="comma-separated; unset: auth off. Sent as "
+                                          "`Authorization: Bearer` or `X-API-Key`")
+    problem_base_uri: str = Field(default="/problems/",
+                                  description="prefix of the `type` of problem answers")
+    shutdown_timeout_s: float = Field(
+        default=30.0, ge=0, description="on SIGTERM: readyz 503, finish in-flight work this long")
     mcp_allowed_hosts: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["127.0.0.1:*", "localhost:*", "[::1]:*"],
         description="Host headers /mcp accepts (DNS-rebinding guard), comma-separated, "
                     "e.g. trm:8000 for a compose service; * accepts any")
-    log_level: str = "info"
+    log_level: str = Field(default="info", description="debug, info, warning, error")
 
     # Broker mode (Redis Streams): on when redis_url is set; unset keeps one in-process engine
     redis_url: str | None = Field(
@@ -111,7 +162,8 @@ class Settings(BaseSettings):
         default=None, ge=0, le=65535, description="a worker's /metrics port; unset: none")
     cache_enabled: bool = Field(
         default=True, description="answer symmetric repeats of solved puzzles from Redis")
-    cache_ttl_s: float = Field(default=86400.0, gt=0)
+    cache_ttl_s: float = Field(default=86400.0, gt=0,
+                               description="how long a cached answer lives")
     worker_fault: Literal["", "drop", "slow"] = Field(
         default="", description="fault injection for tests: drop = take jobs and never finish "
         "them; slow = 5 ms extra per job step, so a batch is still running when a test kills it")
@@ -120,6 +172,17 @@ class Settings(BaseSettings):
     @classmethod
     def _comma_lists(cls, value: Any) -> Any:
         return _split_commas(value)
+
+    def checkpoint_dirs(self) -> list[Path]:
+        """The folders searched for checkpoints: TRM_CHECKPOINT_DIR, else the defaults."""
+        return [self.checkpoint_dir] if self.checkpoint_dir is not None \
+            else default_checkpoint_dirs()
+
+    def checkpoint_root(self) -> Path:
+        """The folder checkpoints are loaded from: TRM_CHECKPOINT_DIR, else the first default
+        folder holding any (the first default when none does)."""
+        folders = self.checkpoint_dirs()
+        return next((f for f in folders if f.is_dir() and find_checkpoints(f)), folders[0])
 
     def resolved_device(self, cuda_available: bool) -> str:
         """The torch device the engines run on."""

@@ -28,9 +28,9 @@ from app.settings import Settings, settings_from_flags
 log = logging.getLogger(__name__)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = "python -m app.worker_main") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m app.worker_main", description="Solve queued jobs from Redis.",
+        prog=prog, description="Solve queued jobs from Redis.",
         epilog="Every option also reads its TRM_* environment variable, e.g. TRM_REDIS_URL.")
     parser.add_argument("--redis-url", help="redis://host:port/db (TRM_REDIS_URL, required)")
     parser.add_argument("--checkpoints", type=Path, dest="checkpoint_dir",
@@ -79,8 +79,8 @@ def serve(settings: Settings, stop: threading.Event) -> None:
         registry.stop_workers()
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    settings = settings_from_flags(vars(build_parser().parse_args(argv)))
+def main(argv: Sequence[str] | None = None, prog: str = "python -m app.worker_main") -> int:
+    settings = settings_from_flags(vars(build_parser(prog).parse_args(argv)))
     if not settings.redis_url:
         log.error("a worker needs TRM_REDIS_URL (or --redis-url)")
         return 2

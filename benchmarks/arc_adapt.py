@@ -49,7 +49,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     torch.manual_seed(0)
-    model, autocast = prepare_for_inference(TRM(PAPER_ARC), args.device)
+    model, precision = prepare_for_inference(TRM(PAPER_ARC), args.device)
+    autocast = precision.autocast
     demos, tests = load_task(args.task)
     config = AdaptConfig(budget_s=1e9, max_steps=args.fit_steps, stop_when_exact=False)
     fitted = fit_rows(model, demos, tests, args.versions, config, autocast_dtype=autocast)

@@ -5,9 +5,10 @@ each backend, in the same run as the plain eager fp32 baseline.
     python benchmarks/cpu_inference.py --out benchmarks/results/cpu_inference.json
 
 Backends: eager fp32 (baseline), bf16 autocast, bf16 weights (the service's CPU fast path on
-CPUs with native bf16, `trm_core/inference.py`), and ONNX Runtime fp32 when the [onnx] extra is
-installed. Figures: seconds for one puzzle (batch 1) and puzzles/s at batch 16. For reference,
-the official code takes 4.2 s for one puzzle on this machine kind (fp32, eager).
+CPUs with native bf16), each prepared by the precision policy in `trm_core/inference.py` (the
+result names what "auto" picks here), and ONNX Runtime fp32 when the [onnx] extra is installed.
+Figures: seconds for one puzzle (batch 1) and puzzles/s at batch 16. For reference, the official
+code takes 4.2 s for one puzzle on this machine kind (fp32, eager).
 """
 
 from __future__ import annotations
@@ -26,16 +27,32 @@ from typing import Any
 import torch
 
 from trm_core.config import ModelConfig
-from trm_core.inference import cpu_has_native_bf16
+from trm_core.inference import (
+    AutocastChoice,
+    InferenceDtype,
+    cpu_has_native_bf16,
+    prepare_for_inference,
+    resolve_precision,
+)
 from trm_core.model import TRM
 
 Runner = Callable[[int], float]  # batch size -> seconds for the full-depth solve
+# backend -> (TRM_DTYPE, TRM_AUTOCAST) choices
+TORCH_BACKENDS: dict[str, tuple[InferenceDtype, AutocastChoice]] = {
+    "eager fp32 (baseline)": ("float32", "off"),
+    "bf16 autocast": ("float32", "bfloat16"),
+    "bf16 weights": ("bfloat16", "off"),
+}
 
 
-def torch_runner(model: TRM, steps: int, autocast: bool = False) -> Runner:
+def torch_runner(fp32: TRM, steps: int, dtype: InferenceDtype, autocast: AutocastChoice) -> Runner:
+    model, precision = prepare_for_inference(copy.deepcopy(fp32), "cpu", dtype, autocast)
+    cast = precision.autocast
+
     def run(batch: int) -> float:
         tokens = torch.randint(1, 11, (batch, model.config.seq_len))
-        with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16, enabled=autocast):
+        with torch.inference_mode(), torch.autocast("cpu", cast or torch.bfloat16,
+                                                    enabled=cast is not None):
             start = time.perf_counter()
             state, x = model.initial_state(batch), model.embed(tokens)
             for _ in range(steps):
@@ -85,11 +102,8 @@ def main() -> None:
     torch.manual_seed(0)
     fp32 = TRM(ModelConfig()).eval()
     backends: dict[str, Runner | None] = {
-        "eager fp32 (baseline)": torch_runner(fp32, args.steps),
-        "bf16 autocast": torch_runner(fp32, args.steps, autocast=True),
-        "bf16 weights": torch_runner(copy.deepcopy(fp32).to(torch.bfloat16), args.steps),
-        "onnxruntime fp32": onnx_runner(fp32, args.steps),
-    }
+        name: torch_runner(fp32, args.steps, *choice) for name, choice in TORCH_BACKENDS.items()}
+    backends["onnxruntime fp32"] = onnx_runner(fp32, args.steps)
     rows: list[dict[str, Any]] = []
     for name, run in backends.items():
         if run is None:
@@ -106,7 +120,9 @@ def main() -> None:
         row["throughput_speedup"] = round(row["puzzles_per_s"] / base["puzzles_per_s"], 2)
     result = {"benchmark": "cpu_inference", "steps": args.steps, "batch": args.batch,
               "threads": torch.get_num_threads(), "cpu": platform.processor() or "x86_64",
-              "native_bf16": cpu_has_native_bf16(), "torch": torch.__version__, "rows": rows}
+              "native_bf16": cpu_has_native_bf16(),
+              "auto_precision": resolve_precision("auto", "cpu").name,
+              "torch": torch.__version__, "rows": rows}
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(result, indent=2) + "\n")

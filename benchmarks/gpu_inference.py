@@ -5,7 +5,8 @@ weights (speed does not depend on them), each backend in the same run as the eag
     python benchmarks/gpu_inference.py --device cpu --tiny     # a quick run of the code paths
 
 Workloads: Sudoku TRM-MLP at 81 positions and at 81 + 16, Maze TRM-Att at 900 + 16. Backends:
-- eager: bf16 autocast, one Python-driven step at a time (the baseline);
+- eager: one Python-driven step at a time (the baseline), at the precision the service and
+  `trm eval` pick for the device (`trm_core/inference.py`; on CUDA fp32 weights, bf16 autocast);
 - compiled: `torch.compile` of one supervision step;
 - graph: the whole 16-step solve captured once as a CUDA graph over compiled steps and replayed
   (one launch per solve, which is what removes the batch-1 launch overhead).
@@ -27,6 +28,7 @@ from typing import Any
 import torch
 
 from trm_core.config import ModelConfig
+from trm_core.inference import prepare_for_inference
 from trm_core.model import TRM
 
 Solve = Callable[[torch.Tensor], torch.Tensor]
@@ -116,11 +118,12 @@ def backends(model: TRM, steps: int, device: torch.device) -> dict[str, Callable
 def measure(name: str, config: ModelConfig, batch: int, device: torch.device,
             repeats: int) -> dict[str, Any]:
     torch.manual_seed(0)
-    model = TRM(config).to(device).eval()
+    model, precision = prepare_for_inference(TRM(config), device)
     steps = config.max_supervision_steps
-    row: dict[str, Any] = {"workload": name, "batch": batch,
+    row: dict[str, Any] = {"workload": name, "batch": batch, "precision": precision.name,
                            "parameters": sum(p.numel() for p in model.parameters())}
-    autocast = torch.autocast(device.type, torch.bfloat16, enabled=device.type == "cuda")
+    cast = precision.autocast
+    autocast = torch.autocast(device.type, cast or torch.bfloat16, enabled=cast is not None)
     with torch.inference_mode(), autocast:
         for backend, build in backends(model, steps, device).items():
             for size in (1, batch):

@@ -29,7 +29,7 @@ from trm_core.arc_identifiers import load_identifiers, sidecar_path
 from trm_core.arc_unseen import evaluate_unseen
 from trm_core.arc_vote import evaluate_arc, format_table, load_test_split
 from trm_core.checkpoint import Checkpoint, load_checkpoint
-from trm_core.inference import prepare_for_inference
+from trm_core.inference import DTYPE_CHOICES, prepare_for_inference
 from trm_core.trainer import resolve_device
 
 log = logging.getLogger(__name__)
@@ -54,6 +54,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-steps", type=int, default=None, help="supervision steps (default: all)")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--device", default="auto")
+    p.add_argument("--dtype", choices=DTYPE_CHOICES, default="auto",
+                   help="weights' dtype, as the service's TRM_DTYPE (same policy, "
+                        "trm_core/inference.py): auto = bf16 on CPUs with native bf16, else fp32")
     p.add_argument("--json", type=Path, help="write the report (per task attempts) here")
     p.set_defaults(func=run)
 
@@ -73,13 +76,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if int(data.puzzle_ids.max(initial=0)) >= rows:
         raise ValueError(f"{args.data} names identifiers up to {int(data.puzzle_ids.max())}; "
                          f"the checkpoint has {rows} rows (was it trained on this build?)")
-    model, autocast = prepare_for_inference(checkpoint.model, device, "float32")
+    model, precision = prepare_for_inference(checkpoint.model, device, args.dtype)
     ks = sorted({1, args.k})
     report = evaluate_arc(model, data, ks=ks, tasks=args.tasks, batch_size=args.batch_size,
-                          max_steps=args.max_steps, autocast_dtype=autocast,
+                          max_steps=args.max_steps, autocast_dtype=precision.autocast,
                           on_task=_log_task)
     report["checkpoint"] = {"id": checkpoint.id, "sha256": checkpoint.sha256,
-                            "device": str(device), "data": str(args.data)}
+                            "device": str(device), "precision": precision.name,
+                            "data": str(args.data)}
     print(format_table(report))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
@@ -94,16 +98,17 @@ def run_unseen(args: argparse.Namespace, checkpoint: Checkpoint,
         checkpoint.path).exists() else set()
     tasks = [t for t in load_subset(args.source, args.subset) if t.task_id not in known]
     tasks = tasks[:args.tasks]
-    model, autocast = prepare_for_inference(checkpoint.model, device, "float32")
+    model, precision = prepare_for_inference(checkpoint.model, device, args.dtype)
     adapt = AdaptConfig(budget_s=args.adapt_budget_s, max_steps=args.adapt_steps)
     reports = evaluate_unseen(model, tasks, adapt, versions=args.versions,
                               ks=sorted({1, args.k}), max_steps=args.max_steps,
-                              autocast_dtype=autocast)
+                              autocast_dtype=precision.autocast)
     for mode, report in reports.items():
         print(f"{mode} rows ({len(known)} tasks known to the checkpoint skipped)")
         print(format_table(report))
     summary = {"checkpoint": {"id": checkpoint.id, "sha256": checkpoint.sha256,
-                              "device": str(device), "source": str(args.source),
+                              "device": str(device), "precision": precision.name,
+                              "source": str(args.source),
                               "subset": args.subset, "skipped_known": len(known)},
                **reports}
     if args.json:

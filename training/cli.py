@@ -7,7 +7,9 @@
     trm train training/configs/arc1-small-gpu.toml     # ARC: train_data is a data-arc folder
     torchrun --nproc_per_node 4 -m training.cli train CONFIG   # data-parallel over 4 GPUs
     trm eval checkpoints/sudoku/trm-sudoku-tiny --data data/sudoku/test.csv
+    trm eval checkpoints/sudoku/trm-sudoku-tiny --data data/sudoku/test.csv --dtype float32
     trm eval-arc checkpoints/arc/NAME --data data/arc1 --json arc1-eval.json   # pass@1, pass@2
+    trm calibrate checkpoints/sudoku/trm-sudoku-tiny --data training/data/sudoku-easy-test.csv
     trm eval checkpoints/maze/NAME --data maze-hard-test.csv --buckets derived
     trm import-official step_50000.pt --config official.json --out checkpoints/sudoku/imported
     trm export checkpoints/sudoku/trm-sudoku-tiny --onnx step.onnx --check
@@ -24,7 +26,8 @@ import logging
 import sys
 from pathlib import Path
 
-from training import arc_eval, commands
+from training import arc_eval, calibrate, commands
+from trm_core.inference import DTYPE_CHOICES
 
 
 def _add_data(sub: argparse._SubParsersAction) -> None:
@@ -72,6 +75,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ship", type=Path, metavar="STEM",
                    help="after training, copy the best checkpoint to STEM "
                         "(e.g. checkpoints/sudoku/x)")
+    p.add_argument("--ship-dtype", choices=("float32", "bfloat16"), default="float32",
+                   help="weights' dtype in the shipped copy (bfloat16 halves its size)")
     p.set_defaults(func=commands.run_train)
 
 
@@ -95,9 +100,20 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--halting", choices=["never", "auto"], default="never",
                    help="never: all steps, as the paper evaluates; auto: stop when done")
     p.add_argument("--attempts", type=int, default=1, help="test-time search width")
+    p.add_argument("--budget-steps", type=int, default=0,
+                   help="verified search: slot-steps per puzzle after a first pass that does not "
+                        "verify (as the service's budget_steps; 0 = single pass only)")
+    p.add_argument("--search-attempts", type=int, default=4, help="attempts per search round")
+    p.add_argument("--round-steps", type=int, default=4,
+                   help="supervision steps of each search round after the first pass")
+    p.add_argument("--seed", type=int, default=0, help="seeds attempts and search")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--limit", type=int, default=0, help="only the first N puzzles")
     p.add_argument("--device", default="auto")
+    p.add_argument("--dtype", choices=DTYPE_CHOICES, default="auto",
+                   help="weights' dtype, as the service's TRM_DTYPE (same policy, "
+                        "trm_core/inference.py): auto = bf16 on CPUs with native bf16, else fp32; "
+                        "a checkpoint and a service agree when both run the same")
     p.add_argument("--json", type=Path, help="also write the report here")
     p.add_argument("--record", action="store_true",
                    help="store the report in the checkpoint card's evaluation results")
@@ -149,7 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
     for add in (_add_data, _add_data_arc, _add_train, _add_eval, arc_eval.add_parser,
-                _add_import, _add_export, _add_serve, _add_worker):
+                calibrate.add_parser, _add_import, _add_export, _add_serve, _add_worker):
         add(sub)
     return parser
 

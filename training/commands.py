@@ -9,8 +9,6 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from training.datasets import build_splits
 from training.progress import ProgressBar
 from training.remote_eval import evaluate_service, served_task
@@ -20,17 +18,21 @@ from trm_core.arc_train_data import fit_run_to_build, open_split
 from trm_core.checkpoint import (
     card_path,
     load_checkpoint,
+    save_checkpoint,
     update_card,
     weights_path,
 )
+from trm_core.config import ModelConfig
 from trm_core.data import load_puzzle_csv
 from trm_core.distributed import Ranks
 from trm_core.evaluate import evaluate, format_table
+from trm_core.inference import prepare_for_inference
 from trm_core.resume import remove_resume
+from trm_core.search import SearchConfig
 from trm_core.tasks import get_task
 from trm_core.tasks.base import Task
 from trm_core.train_config import RunConfig, load_run
-from trm_core.trainer import TrainData, Trainer, resolve_device
+from trm_core.trainer import TrainData, Trainer, resolve_device, warm_start
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +69,8 @@ def _train(args: argparse.Namespace, run: RunConfig, ranks: Ranks) -> dict[str, 
         distributed.barrier()
     elif trainer.try_resume():
         log.info("continuing %s from step %d", out_dir, trainer.step)
+    elif run.train.init_from:
+        warm_start(trainer, run.train.init_from)
     if ranks.is_main:
         (out_dir / "run.json").parent.mkdir(parents=True, exist_ok=True)
         (out_dir / "run.json").write_text(json.dumps(run.to_dict(), indent=2) + "\n")
@@ -78,7 +82,7 @@ def _train(args: argparse.Namespace, run: RunConfig, ranks: Ranks) -> dict[str, 
                "train_seconds": round(trainer.elapsed_s, 1), "out_dir": str(out_dir),
                "curve": trainer.history}
     if args.ship and (out_dir / "best.json").exists():
-        _ship(out_dir / "best", args.ship)
+        _ship(out_dir / "best", args.ship, args.ship_dtype)
         summary["shipped"] = str(args.ship)
     return summary
 
@@ -96,12 +100,13 @@ def _training_data(run: RunConfig, task: Task) -> tuple[RunConfig, TrainData, Tr
     return fit_run_to_build(run, train_set), train_set, eval_set if eval_set else None
 
 
-def _ship(best: Path, target: Path) -> None:
+def _ship(best: Path, target: Path, dtype: str = "float32") -> None:
     """Copy the best checkpoint (weights + card, and an ARC identifier table) to `target`, a
-    checkpoint stem."""
+    checkpoint stem, its weights cast to `dtype`."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(weights_path(best), weights_path(target))
-    shutil.copyfile(card_path(best), card_path(target))
+    checkpoint = load_checkpoint(best)
+    card = {k: v for k, v in checkpoint.card.items() if k not in ("format", "dtype", "model")}
+    save_checkpoint(target, checkpoint.model, card, dtype)
     if sidecar_path(best).exists():
         shutil.copyfile(sidecar_path(best), sidecar_path(target))
 
@@ -115,16 +120,21 @@ def run_eval(args: argparse.Namespace) -> dict[str, Any]:
     checkpoint = load_checkpoint(args.checkpoint, device)
     task = get_task(checkpoint.task)
     data = load_puzzle_csv(args.data, task, args.buckets).head(args.limit)
-    autocast = torch.bfloat16 if device.type == "cuda" else None
-    report = evaluate(checkpoint.model, task, data, max_steps=args.max_steps,
+    # The service's policy and choices (TRM_DTYPE): the same --dtype, the same arithmetic.
+    model, precision = prepare_for_inference(checkpoint.model, device, args.dtype)
+    report = evaluate(model, task, data, max_steps=args.max_steps,
                       halting=args.halting, attempts=args.attempts,
-                      batch_size=args.batch_size, autocast_dtype=autocast)
+                      batch_size=args.batch_size, autocast_dtype=precision.autocast,
+                      seed=args.seed, search=_search_of(args, checkpoint.config))
+    report["settings"]["precision"] = precision.name
     report["checkpoint"] = {"id": checkpoint.id, "sha256": checkpoint.sha256,
                             "device": str(device)}
     _print_and_save(report, args.json)
     if args.record:
         evaluations = dict(checkpoint.card.get("evaluations", {}))
         key = f"{Path(args.data).stem}/{args.halting}/k{args.attempts}"
+        if args.budget_steps:
+            key += f"/b{args.budget_steps}"
         evaluations[key] = {"overall": report["overall"], "buckets": report["buckets"],
                             "settings": report["settings"]}
         update_card(args.checkpoint, evaluations=evaluations)
@@ -134,13 +144,23 @@ def run_eval(args: argparse.Namespace) -> dict[str, Any]:
 def _eval_service(args: argparse.Namespace) -> dict[str, Any]:
     task = get_task(args.task or served_task(args.url, args.api_key))
     data = load_puzzle_csv(args.data, task, args.buckets).head(args.limit)
-    options: dict[str, Any] = {"halting": args.halting, "attempts": args.attempts}
+    options: dict[str, Any] = {"halting": args.halting, "attempts": args.attempts,
+                               "budget_steps": args.budget_steps, "seed": args.seed}
     if args.max_steps:
         options["max_steps"] = args.max_steps
     report = evaluate_service(args.url, task, data, options=options,
                               concurrency=args.concurrency, api_key=args.api_key)
     _print_and_save(report, args.json)
     return {"overall": report["overall"], "speed": report["speed"]}
+
+
+def _search_of(args: argparse.Namespace, config: ModelConfig) -> SearchConfig | None:
+    """`trm eval`'s search flags as the search the service would run (None: single pass)."""
+    if args.budget_steps <= 0:
+        return None
+    return SearchConfig(budget_steps=args.budget_steps, attempts=args.search_attempts,
+                        max_steps=args.max_steps or config.max_supervision_steps,
+                        round_steps=args.round_steps)
 
 
 def _print_and_save(report: dict[str, Any], path: Path | None) -> None:
@@ -170,13 +190,13 @@ def run_export(args: argparse.Namespace) -> dict[str, Any]:
 def run_serve(args: argparse.Namespace) -> None:
     from app.__main__ import main as serve_main  # the service is an optional extra
 
-    serve_main(args.args)
+    serve_main(args.args, prog="trm serve")
 
 
 def run_worker(args: argparse.Namespace) -> None:
     from app.worker_main import main as worker_main  # needs the serve and scale extras
 
-    raise SystemExit(worker_main(args.args))
+    raise SystemExit(worker_main(args.args, prog="trm worker"))
 
 
 def run_data_arc(args: argparse.Namespace) -> dict[str, Any]:

@@ -177,13 +177,15 @@ class _Examples:
 def fit_rows(model: TRM, demos: Sequence[Pair], tests: Sequence[np.ndarray], versions: int,
              config: AdaptConfig, *, autocast_dtype: torch.dtype | None = None,
              on_progress: Callable[[dict[str, Any]], None] | None = None,
-             should_stop: Callable[[], bool] | None = None) -> AdaptedTask:
-    """Fit `versions` rows for the task of `demos` (grid pairs) and `tests` (input grids)."""
+             should_stop: Callable[[], bool] | None = None,
+             clock: Callable[[], float] = time.perf_counter) -> AdaptedTask:
+    """Fit `versions` rows for the task of `demos` (grid pairs) and `tests` (input grids).
+    The time budget is read on `clock` (tests pass one that steps on its own)."""
     if model.puzzle_embedding is None:
         raise ValueError("test-time adaptation needs a model with a puzzle embedding")
     if not demos:
         raise ValueError("test-time adaptation needs at least one demonstration pair")
-    started = time.perf_counter()
+    started = clock()
     symmetries = draw_symmetries(demos, tests, versions, np.random.default_rng(config.seed))
     device = next(model.parameters()).device
     inputs, labels, owners = training_examples(demos, symmetries,
@@ -197,14 +199,14 @@ def fit_rows(model: TRM, demos: Sequence[Pair], tests: Sequence[np.ndarray], ver
     while step < config.max_steps:
         state, loss_value = _train_step(model, rows, batch, state, run_steps, autocast_dtype)
         step += 1
-        stopped = _stop_reason(config, batch, started, should_stop)
+        stopped = _stop_reason(config, batch, clock() - started, should_stop)
         if on_progress is not None and (stopped or step % 10 == 0 or step == config.max_steps):
             on_progress({"step": step, "max_steps": config.max_steps,
                          "loss": round(loss_value, 4), "demo_exact": _demo_exact(batch),
-                         "elapsed_s": round(time.perf_counter() - started, 3)})
+                         "elapsed_s": round(clock() - started, 3)})
         if stopped:
             break
-    report = FitReport(step, round(time.perf_counter() - started, 3), _demo_exact(batch),
+    report = FitReport(step, round(clock() - started, 3), _demo_exact(batch),
                        round(loss_value, 4), len(owners), len(symmetries), stopped or "steps",
                        config.optimizer)
     return AdaptedTask(symmetries, rows.numpy(), report)
@@ -250,13 +252,13 @@ def _demo_exact(batch: _Examples) -> float:
     return round(float(batch.last_exact.float().mean()), 4)
 
 
-def _stop_reason(config: AdaptConfig, batch: _Examples, started: float,
+def _stop_reason(config: AdaptConfig, batch: _Examples, elapsed_s: float,
                  should_stop: Callable[[], bool] | None) -> str:
     """Why to stop after this step, or "" to go on (the step limit is the loop's own)."""
     if should_stop is not None and should_stop():
         return "cancelled"
     if config.stop_when_exact and bool(batch.finished.all()) and bool(batch.last_exact.all()):
         return "exact"
-    if time.perf_counter() - started >= config.budget_s:
+    if elapsed_s >= config.budget_s:
         return "budget"
     return ""

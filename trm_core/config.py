@@ -9,7 +9,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
-TokenMixer = Literal["mlp_t", "attention"]
+TokenMixer = Literal["mlp_t", "attention", "conv"]
 PositionEncoding = Literal["none", "learned", "rope"]
 
 
@@ -31,6 +31,11 @@ class ModelConfig:
     expansion: float = 4.0
     num_layers: int = 2  # official `L_layers`
     token_mixer: TokenMixer = "mlp_t"  # official `mlp_t=True`; "attention" otherwise
+    # token_mixer = "conv": a 2-D convolution over the grid (ours, not in the reference): kernel
+    # size, dilation, and the grid's height (0 = a square grid of seq_len cells).
+    conv_kernel: int = 3
+    conv_dilation: int = 1
+    grid_height: int = 0
     position_encoding: PositionEncoding = "none"  # official `pos_encodings`
     recursions: int = 3  # paper T, official `H_cycles`
     latent_updates: int = 6  # paper n, official `L_cycles`
@@ -50,9 +55,11 @@ class ModelConfig:
                      "swiglu_multiple"):
             if getattr(self, name) < 1:
                 raise ValueError(f"model.{name} must be >= 1, got {getattr(self, name)}")
-        if self.token_mixer not in ("mlp_t", "attention"):
-            raise ValueError("model.token_mixer must be 'mlp_t' or 'attention', "
+        if self.token_mixer not in ("mlp_t", "attention", "conv"):
+            raise ValueError("model.token_mixer must be 'mlp_t', 'attention' or 'conv', "
                              f"got {self.token_mixer!r}")
+        if self.token_mixer == "conv":
+            self._check_conv()
         if self.position_encoding not in ("none", "learned", "rope"):
             raise ValueError("model.position_encoding must be none, learned or rope, "
                              f"got {self.position_encoding!r}")
@@ -65,6 +72,22 @@ class ModelConfig:
             raise ValueError(f"model.puzzle_emb_dim {self.puzzle_emb_dim} does not fit in "
                              f"puzzle_emb_len {self.puzzle_emb_len} positions of "
                              f"{self.hidden_size}")
+
+    def _check_conv(self) -> None:
+        if self.conv_kernel < 1 or self.conv_kernel % 2 == 0:
+            raise ValueError(f"model.conv_kernel must be odd and >= 1, got {self.conv_kernel}")
+        if self.conv_dilation < 1:
+            raise ValueError(f"model.conv_dilation must be >= 1, got {self.conv_dilation}")
+        height, width = self.grid
+        if height * width != self.seq_len:
+            raise ValueError(f"model.seq_len {self.seq_len} is not a grid: set model.grid_height "
+                             f"to a divisor of it (got {self.grid_height})")
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        """(height, width) of the grid the conv mixer sees; square unless grid_height is set."""
+        height = self.grid_height or math.isqrt(self.seq_len)
+        return height, self.seq_len // max(height, 1)
 
     @property
     def total_len(self) -> int:

@@ -35,14 +35,16 @@ from trm_core.engine_types import (
     JobResult,
     JobStatus,
     QueueFull,
+    SearchConfig,
     StepUpdate,
     TickStats,
 )
 from trm_core.model import TRM
+from trm_core.search import SearchRun
 from trm_core.tasks.base import Task
 
-__all__ = ["Engine", "Halting", "Job", "JobResult", "JobStatus", "QueueFull", "StepUpdate",
-           "TickStats"]
+__all__ = ["Engine", "Halting", "Job", "JobResult", "JobStatus", "QueueFull", "SearchConfig",
+           "StepUpdate", "TickStats"]
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -55,12 +57,16 @@ class Engine:
     and everything built on it (`run`, `drain`, `fail_all`, `solve`, `solve_batch`, `warmup`)
     belong to one owner thread at a time. Callbacks run on the owner thread, outside the lock, so
     they may submit or cancel. The model must already live on `device`.
+
+    `clock` gives the time that job deadlines and queue/compute times are read against
+    (`time.monotonic` unless a test steps its own, as `app.jobs.JobStore` takes one).
     """
 
     def __init__(self, model: TRM, task: Task, slots: int = 16, max_queue: int = 64,
                  device: str | torch.device | None = None,
                  autocast_dtype: torch.dtype | None = None, seed: int = 0,
-                 on_tick: Callable[[TickStats], None] | None = None) -> None:
+                 on_tick: Callable[[TickStats], None] | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         if slots < 1 or max_queue < 1:
             raise ValueError(f"slots and max_queue must be >= 1, got {slots} and {max_queue}")
         if (task.seq_len, task.vocab_size) != (model.config.seq_len, model.config.vocab_size):
@@ -70,6 +76,7 @@ class Engine:
         self.task = task
         self.device = next(model.parameters()).device if device is None else torch.device(device)
         self.on_tick = on_tick
+        self._now = clock
         self._pool = SlotPool(model, slots, self.device, autocast_dtype)
         self._max_queue = max_queue
         self._seed = seed
@@ -79,6 +86,7 @@ class Engine:
         # Guarded by _lock: shared with submitting and cancelling threads.
         self._queue: deque[JobRecord] = deque()
         self._live: dict[str, JobRecord] = {}  # queued or running
+        self._searches: dict[str, SearchRun] = {}  # searches by job id, between rounds too
         self._cancel_requests: set[str] = set()
         # Owner thread only.
         self._running: dict[str, JobRecord] = {}
@@ -127,8 +135,12 @@ class Engine:
     # ----------------------------------------------------------------- any-thread calls
 
     def submit(self, job: Job) -> None:
-        """Queue a job (any thread). Raises QueueFull, or ValueError for a bad option."""
+        """Queue a job (any thread). Raises QueueFull, or ValueError for a bad option. A job
+        with a search budget runs as a `SearchRun`: rounds of plain jobs under its id."""
         puzzle = self._validate(job)
+        if job.search is not None and job.search.budget_steps > 0 and self.task.can_verify:
+            self._submit_search(job, puzzle)
+            return
         fill = puzzle == 0
         record = JobRecord(job, puzzle, fill if fill.any() else np.ones_like(fill))
         with self._cond:
@@ -136,16 +148,35 @@ class Engine:
                 raise ValueError(f"id {job.id!r} is already queued or running")
             if len(self._queue) >= self._max_queue:
                 raise QueueFull(f"the queue already holds {self._max_queue} jobs")
-            job.submitted_at = _now()
+            job.submitted_at = self._now()
             self._queue.append(record)
             self._live[job.id] = record
             self._cond.notify_all()
 
+    def _submit_search(self, job: Job, puzzle: np.ndarray) -> None:
+        run = SearchRun(self, self.task, puzzle, job, on_end=self._end_search)
+        with self._lock:
+            if job.id in self._searches:
+                raise ValueError(f"id {job.id!r} is already queued or running")
+            self._searches[job.id] = run
+        try:
+            run.submit()
+        except Exception:
+            self._end_search(job.id)
+            raise
+
+    def _end_search(self, job_id: str) -> None:
+        with self._lock:
+            self._searches.pop(job_id, None)
+
     def cancel(self, job_id: str) -> bool:
         """Cancel a queued or running job at the next tick (any thread); False if unknown."""
         with self._cond:
+            search = self._searches.get(job_id)
+            if search is not None:  # no further round; the running one ends below
+                search.plan.stopped = True
             if job_id not in self._live:
-                return False
+                return search is not None
             self._cancel_requests.add(job_id)
             self._cond.notify_all()
             return True
@@ -159,8 +190,8 @@ class Engine:
 
     def tick(self) -> int:
         """One scheduler iteration: admit, step, emit, retire. Returns active slots after it."""
-        self._sweep(_now())
-        self._admit(_now())
+        self._sweep(self._now())
+        self._admit(self._now())
         rows = self._pool.occupied()
         if rows:
             self._step(rows)
@@ -267,7 +298,7 @@ class Engine:
                 if record.record(attempt, self.task, cells[row], readout.probs[row], halt):
                     self._pool.release(attempt.slot)
                     attempt.slot = None
-            update = record.step_update(_now())
+            update = record.step_update(self._now())
         except Exception as exc:
             logger.exception("reading step %d of job %s failed", record.steps, record.job.id)
             self._finish(record, "failed", f"reading the step's output failed: {exc!r}")
@@ -292,7 +323,7 @@ class Engine:
         if status == "failed":
             logger.warning("job %s failed: %s", record.job.id, error)
         if record.job.on_done is not None:
-            _call(record.job.on_done, record.result(status, error, _now()), "on_done",
+            _call(record.job.on_done, record.result(status, error, self._now()), "on_done",
                   record.job.id)
 
     def _report_tick(self, batch_size: int, duration_s: float) -> None:
@@ -329,9 +360,9 @@ class Engine:
 
     def drain(self, timeout_s: float) -> bool:
         """Tick until no job is queued or running; False if `timeout_s` passed first."""
-        end = _now() + timeout_s
+        end = self._now() + timeout_s
         while self.busy:
-            if _now() >= end:
+            if self._now() >= end:
                 return False
             self.tick()
         return True
@@ -428,6 +459,3 @@ def _call(callback: Callable[[T], None], arg: T, what: str, job_id: str) -> Exce
         return exc
     return None
 
-
-def _now() -> float:
-    return time.monotonic()

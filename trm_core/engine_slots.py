@@ -249,6 +249,7 @@ class JobRecord:
         """
         previous = attempt.answer
         answer, confidence = attempt.to_puzzle_frame(cells, probs)
+        answer = task.keep_givens(self.puzzle, answer)  # the user's givens are never changed
         attempt.answer, attempt.cell_confidence = answer, confidence
         attempt.confidence = float(confidence[self.fill_mask].mean())
         attempt.q_halt = 0.5 * (1.0 + math.tanh(0.5 * halt_logit))  # sigmoid, overflow-free

@@ -24,9 +24,11 @@ def trunc_normal_(tensor: torch.Tensor, std: float) -> torch.Tensor:
 
 
 def rms_norm(x: torch.Tensor, eps: float) -> torch.Tensor:
-    """x * rsqrt(mean(x^2) + eps) over the last axis, in fp32, no learned scale."""
-    x32 = x.float()
-    return (x32 * torch.rsqrt(x32.square().mean(-1, keepdim=True) + eps)).to(x.dtype)
+    """x * rsqrt(mean(x^2) + eps) over the last axis, in at least fp32, no learned scale."""
+    # bf16/fp16 inputs are normalised in fp32, as the reference does; float64 stays float64 so a
+    # float64 model is float64 throughout (the equivalence test runs one).
+    wide = x.to(torch.promote_types(x.dtype, torch.float32))
+    return (wide * torch.rsqrt(wide.square().mean(-1, keepdim=True) + eps)).to(x.dtype)
 
 
 def linear(in_features: int, out_features: int) -> nn.Linear:
@@ -56,18 +58,27 @@ def rotate_half(x: torch.Tensor) -> torch.Tensor:
     return torch.cat((-x2, x1), dim=-1)
 
 
+def rotary_angles(head_dim: int, positions: int, base: float) -> torch.Tensor:
+    """Rotation angle of every position and channel, (L, head_dim), in float64."""
+    channels = torch.arange(0, head_dim, 2, dtype=torch.float64)
+    inv_freq = 1.0 / (base ** (channels / head_dim))
+    freqs = torch.outer(torch.arange(positions, dtype=torch.float64), inv_freq)
+    return torch.cat((freqs, freqs), dim=-1)
+
+
 class Rotary(nn.Module):
     """cos/sin tables for rotary position encoding over all positions, (L, head_dim) each."""
 
     def __init__(self, head_dim: int, positions: int, base: float) -> None:
         super().__init__()
-        inv_freq = 1.0 / (base ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
-        freqs = torch.outer(torch.arange(positions, dtype=torch.float32), inv_freq)
-        angles = torch.cat((freqs, freqs), dim=-1)
+        # Computed in float64 and rounded once to the dtype the model is built in: fp32 tables
+        # are then the same on every machine, and a model built in float64 gets exact ones.
+        angles = rotary_angles(head_dim, positions, base)
+        dtype = torch.get_default_dtype()
         self.cos: torch.Tensor
         self.sin: torch.Tensor
-        self.register_buffer("cos", angles.cos(), persistent=False)
-        self.register_buffer("sin", angles.sin(), persistent=False)
+        self.register_buffer("cos", angles.cos().to(dtype), persistent=False)
+        self.register_buffer("sin", angles.sin().to(dtype), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Rotate queries or keys, (B, L, H, head_dim)."""
@@ -98,6 +109,37 @@ class SelfAttention(nn.Module):
         return self.out(attended.transpose(1, 2).reshape(batch, length, width))
 
 
+class ConvMixer(nn.Module):
+    """Token mixing by a 2-D convolution over the grid (same padding), for local rules such as
+    a maze's growing path: each cell mixes with its k x k neighbourhood, at a cost independent of
+    how many cells there are. Puzzle-embedding positions, when present, are not part of the
+    grid: every cell also receives a projection of their mean (task identity reaches each cell),
+    and they receive a projection of the grid's mean."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        width, kernel, dilation = config.hidden_size, config.conv_kernel, config.conv_dilation
+        self.grid = config.grid
+        self.prefix = config.puzzle_emb_len
+        self.conv = nn.Conv2d(width, width, kernel, padding=dilation * (kernel // 2),
+                              dilation=dilation, bias=False)
+        trunc_normal_(self.conv.weight, std=1 / math.sqrt(width * kernel * kernel))
+        self.to_grid = linear(width, width) if self.prefix else None
+        self.to_prefix = linear(width, width) if self.prefix else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, L, D) -> (B, L, D), L = puzzle positions + grid cells."""
+        prefix, cells = x[:, :self.prefix], x[:, self.prefix:]
+        batch, _, width = cells.shape
+        image = cells.transpose(1, 2).reshape(batch, width, *self.grid)  # (B, D, H, W)
+        mixed = self.conv(image).flatten(2).transpose(1, 2)  # (B, H*W, D)
+        if self.to_grid is None or self.to_prefix is None:
+            return mixed
+        mixed = mixed + self.to_grid(prefix.mean(1, keepdim=True))
+        return torch.cat((self.to_prefix(cells.mean(1, keepdim=True)).expand_as(prefix), mixed),
+                         dim=1)
+
+
 class Block(nn.Module):
     """Post-norm block: token mixing then channel mixing, each as h = rmsnorm(h + f(h))."""
 
@@ -107,6 +149,8 @@ class Block(nn.Module):
         self.token_mixer: nn.Module
         if config.token_mixer == "mlp_t":
             self.token_mixer = SwiGLU(config.total_len, config.expansion, config.swiglu_multiple)
+        elif config.token_mixer == "conv":
+            self.token_mixer = ConvMixer(config)
         else:
             self.token_mixer = SelfAttention(config, rotary)
         self.mixes_positions_by_mlp = config.token_mixer == "mlp_t"

@@ -22,15 +22,18 @@ def log_stablemax(logits: torch.Tensor) -> torch.Tensor:
     return torch.log(s / s.sum(dim=-1, keepdim=True))
 
 
-def token_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, kind: str) -> torch.Tensor:
-    """Per-position CE, (B, S); zero where the label is ignored."""
+def token_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, kind: str,
+                        smoothing: float = 0.0) -> torch.Tensor:
+    """Per-position CE, (B, S), against (1 - smoothing) one-hot + smoothing uniform over the
+    vocabulary; zero where the label is ignored."""
     valid = labels != IGNORE_LABEL
     if kind == "stablemax":
         logprobs = log_stablemax(logits)  # (B, S, V) float64
-        picked = logprobs.gather(-1, labels.unsqueeze(-1)).squeeze(-1)
-        return torch.where(valid, -picked, 0).float()
-    ce = F.cross_entropy(logits.float().transpose(1, 2), labels, reduction="none")
-    return torch.where(valid, ce, 0)
+    else:
+        logprobs = F.log_softmax(logits.float(), dim=-1)  # (B, S, V)
+    picked = logprobs.gather(-1, labels.unsqueeze(-1)).squeeze(-1)  # (B, S)
+    ce = -picked if smoothing == 0 else -(1 - smoothing) * picked - smoothing * logprobs.mean(-1)
+    return torch.where(valid, ce, 0).float()
 
 
 class StepLoss(NamedTuple):
@@ -42,11 +45,12 @@ class StepLoss(NamedTuple):
 
 
 def step_loss(logits: torch.Tensor, halt_logits: torch.Tensor, labels: torch.Tensor,
-              kind: str = "stablemax", halt_weight: float = 0.5) -> StepLoss:
+              kind: str = "stablemax", halt_weight: float = 0.5,
+              smoothing: float = 0.0) -> StepLoss:
     """The reference's loss for one supervision step over a batch (sums over rows)."""
     valid = labels != IGNORE_LABEL  # (B, S)
     counts = valid.sum(-1)  # (B,)
-    per_row = token_cross_entropy(logits, labels, kind).sum(-1) / counts.clamp_min(1)
+    per_row = token_cross_entropy(logits, labels, kind, smoothing).sum(-1) / counts.clamp_min(1)
     with torch.no_grad():
         correct = valid & (logits.argmax(-1) == labels)
         exact = correct.sum(-1) == counts

@@ -13,6 +13,7 @@ are stored once.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,18 +22,32 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 
-def _optimizer_tensors(optimizer: torch.optim.Optimizer, dtype: torch.dtype) -> dict[str, Any]:
+def _ordered_params(optimizers: Sequence[torch.optim.Optimizer]) -> list[torch.Tensor]:
+    """Every optimizer's parameters in one fixed order: a state's index is its place here."""
+    return [p for opt in optimizers for group in opt.param_groups for p in group["params"]]
+
+
+def _optimizer_of(optimizers: Sequence[torch.optim.Optimizer]) -> list[torch.optim.Optimizer]:
+    return [opt for opt in optimizers for group in opt.param_groups for _ in group["params"]]
+
+
+def _optimizer_tensors(optimizers: Sequence[torch.optim.Optimizer], dtype: torch.dtype
+                       ) -> dict[str, Any]:
+    """Each parameter's state tensors (AdamW's two moments, Muon's momentum) as
+    `opt.<index>.<key>` in `dtype`, and its scalar step count where the optimizer keeps one."""
     tensors: dict[str, torch.Tensor] = {}
-    counts: dict[str, float] = {}
-    params = [p for group in optimizer.param_groups for p in group["params"]]
-    for index, param in enumerate(params):
-        state = optimizer.state.get(param)
+    states: dict[str, dict[str, Any]] = {}
+    for index, (param, opt) in enumerate(zip(_ordered_params(optimizers),
+                                             _optimizer_of(optimizers), strict=True)):
+        state = opt.state.get(param)
         if not state:
             continue
-        for moment in ("exp_avg", "exp_avg_sq"):
-            tensors[f"opt.{index}.{moment}"] = state[moment].detach().to("cpu", dtype).contiguous()
-        counts[str(index)] = float(state["step"])
-    return {"tensors": tensors, "counts": counts}
+        keys = [k for k, v in state.items() if k != "step" and torch.is_tensor(v)]
+        for key in keys:
+            tensors[f"opt.{index}.{key}"] = state[key].detach().to("cpu", dtype).contiguous()
+        step = float(state["step"]) if "step" in state else None
+        states[str(index)] = {"step": step, "keys": keys}
+    return {"tensors": tensors, "states": states}
 
 
 def _split_large(tensors: dict[str, torch.Tensor], max_bytes: int) -> dict[str, torch.Tensor]:
@@ -91,7 +106,7 @@ def _write_shards(stem: Path, tensors: dict[str, torch.Tensor], max_bytes: int) 
 
 
 def save_resume(stem: Path, model: nn.Module, ema: nn.Module | None,
-                optimizer: torch.optim.Optimizer, info: dict[str, Any],
+                optimizers: Sequence[torch.optim.Optimizer], info: dict[str, Any],
                 moments_dtype: str = "float32", shard_mb: float = 15.0,
                 low_precision: tuple[str, ...] = ()) -> None:
     """Write `<stem>-NN.safetensors` shards of at most `shard_mb` MiB and `<stem>.json` (which
@@ -99,7 +114,7 @@ def save_resume(stem: Path, model: nn.Module, ema: nn.Module | None,
     `info` must be JSON-serialisable. Model tensors named in `low_precision` are stored in
     `moments_dtype`."""
     dtype = torch.bfloat16 if moments_dtype == "bfloat16" else torch.float32
-    opt = _optimizer_tensors(optimizer, dtype)
+    opt = _optimizer_tensors(optimizers, dtype)
     live = model.state_dict()
     tensors = {f"model.{k}": v.detach().to("cpu", dtype if k in low_precision else v.dtype)
                .contiguous() for k, v in live.items()}
@@ -110,13 +125,13 @@ def save_resume(stem: Path, model: nn.Module, ema: nn.Module | None,
     tensors.update(opt["tensors"])
     stem.parent.mkdir(parents=True, exist_ok=True)
     shards = _write_shards(stem, tensors, int(shard_mb * 2**20))
-    meta = {**info, "optimizer_steps": opt["counts"], "moments_dtype": moments_dtype,
+    meta = {**info, "optimizer_states": opt["states"], "moments_dtype": moments_dtype,
             "shards": shards}
     stem.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n")
 
 
 def load_resume(stem: Path, model: nn.Module, ema: nn.Module | None,
-                optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+                optimizers: Sequence[torch.optim.Optimizer]) -> dict[str, Any]:
     """Restore what `save_resume` wrote into freshly built objects; returns the info dict."""
     meta: dict[str, Any] = json.loads(stem.with_suffix(".json").read_text())
     tensors: dict[str, torch.Tensor] = {}
@@ -129,14 +144,15 @@ def load_resume(stem: Path, model: nn.Module, ema: nn.Module | None,
         ema_state = {k[4:]: v for k, v in tensors.items() if k.startswith("ema.")}
         # Tensors the EMA shares with the model were stored once, under model.
         ema.load_state_dict({**model_state, **ema_state})
-    params = [p for group in optimizer.param_groups for p in group["params"]]
-    for index_text, count in meta["optimizer_steps"].items():
-        param = params[int(index_text)]
-        optimizer.state[param] = {
-            "step": torch.tensor(count),
-            "exp_avg": tensors[f"opt.{index_text}.exp_avg"].to(param.device, param.dtype),
-            "exp_avg_sq": tensors[f"opt.{index_text}.exp_avg_sq"].to(param.device, param.dtype),
-        }
+    params, owners = _ordered_params(optimizers), _optimizer_of(optimizers)
+    for index_text, saved in meta["optimizer_states"].items():
+        param, owner = params[int(index_text)], owners[int(index_text)]
+        state: dict[str, Any] = {
+            key: tensors[f"opt.{index_text}.{key}"].to(param.device, param.dtype)
+            for key in saved["keys"]}
+        if saved["step"] is not None:
+            state["step"] = torch.tensor(saved["step"])
+        owner.state[param] = state
     return meta
 
 

@@ -27,6 +27,11 @@ class TrainConfig:
     total_steps: int = 50_000  # optimizer steps (one supervision step each)
     lr: float = 1e-4
     lr_min_ratio: float = 0.01  # cosine decays to lr * lr_min_ratio (1.0 = constant)
+    # "muon": Muon on the reasoner's weight matrices, AdamW on the rest (trm_core/optim.py)
+    optimizer: Literal["adamw", "muon"] = "adamw"
+    muon_momentum: float = 0.95
+    muon_lr: float = 0.0  # Muon's peak lr (AdamW-RMS matched); 0 = train.lr
+    label_smoothing: float = 0.0  # answer CE against (1 - e) one-hot + e uniform
     warmup_steps: int = 2000
     weight_decay: float = 1.0
     beta1: float = 0.9
@@ -47,12 +52,19 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     compile: Literal["auto", "off", "default", "reduce-overhead", "max-autotune"] = "auto"
-    autocast: Literal["auto", "off", "bfloat16"] = "auto"  # auto = bf16 on CUDA, fp32 on CPU
+    # auto = bf16 on CUDA, fp32 on CPU; native = bf16 on CUDA and on CPUs with native bf16
+    # (AMX / AVX512-BF16, the CPU fast path), fp32 elsewhere (emulated bf16 is slower)
+    autocast: Literal["auto", "native", "off", "bfloat16"] = "auto"
     time_limit_s: float = 0.0  # stop (saving resume state) after this long; 0 = no limit
     # Adam moments and the puzzle-embedding table on disk (weights and EMA stay float32)
     resume_state_dtype: Literal["float32", "bfloat16"] = "float32"
     resume_shard_mb: float = 15.0  # largest resume file; some transports cap file size
     threads: int = 0  # torch CPU threads; 0 = torch's default
+    # A checkpoint stem to start from when out_dir holds no resume state: its weights (as
+    # model and EMA), step and curve carry over, the optimizer starts fresh and the learning
+    # rate warms up again over warmup_steps. How a run continues on another machine from the
+    # small bf16 weights committed at the end of a session.
+    init_from: str = ""
 
     def __post_init__(self) -> None:
         positive = ("batch_size", "total_steps", "eval_every", "eval_batch_size")
@@ -67,8 +79,15 @@ class TrainConfig:
                              f"{self.puzzle_emb_weight_decay}")
         if not 0 <= self.ema_rate < 1:
             raise ValueError(f"train.ema_rate must be in [0, 1), got {self.ema_rate}")
-        if not 0 < self.lr_min_ratio <= 1:
-            raise ValueError(f"train.lr_min_ratio must be in (0, 1], got {self.lr_min_ratio}")
+        if not 0 <= self.lr_min_ratio <= 1:
+            raise ValueError(f"train.lr_min_ratio must be in [0, 1], got {self.lr_min_ratio}")
+        if not 0 <= self.label_smoothing < 1:
+            raise ValueError(f"train.label_smoothing must be in [0, 1), got "
+                             f"{self.label_smoothing}")
+        if self.muon_lr < 0:
+            raise ValueError(f"train.muon_lr must be >= 0, got {self.muon_lr}")
+        if not 0 <= self.muon_momentum < 1:
+            raise ValueError(f"train.muon_momentum must be in [0, 1), got {self.muon_momentum}")
         if self.loss not in ("stablemax", "softmax"):
             raise ValueError(f"train.loss must be stablemax or softmax, got {self.loss!r}")
 

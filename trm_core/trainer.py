@@ -31,18 +31,21 @@ from torch.nn.parallel import DistributedDataParallel
 from trm_core import distributed
 from trm_core.arc_identifiers import save_identifiers, sidecar_path
 from trm_core.arc_train_data import ArcSampler, ArcSplit, eval_rows, evaluate_examples
-from trm_core.checkpoint import save_checkpoint
+from trm_core.checkpoint import load_checkpoint, save_checkpoint
 from trm_core.data import PuzzleSet, Sampler, TrainingSampler
 from trm_core.distributed import Ranks, resolve_device
 from trm_core.evaluate import evaluate
+from trm_core.inference import cpu_has_native_bf16, prepare_for_inference, resolve_precision
 from trm_core.losses import step_loss
 from trm_core.model import TRM, State
+from trm_core.optim import build_optimizers
 from trm_core.resume import load_resume, resume_exists, save_resume
 from trm_core.sign_sgd import SignSGD
 from trm_core.tasks.base import Task
 from trm_core.train_config import RunConfig
 
-__all__ = ["EMA", "Carry", "Trainer", "local_batch_size", "lr_at", "resolve_device"]
+__all__ = ["EMA", "Carry", "Trainer", "local_batch_size", "lr_at", "resolve_device",
+           "warm_start"]
 
 log = logging.getLogger(__name__)
 TrainData = PuzzleSet | ArcSplit
@@ -137,7 +140,7 @@ class Trainer:
         self.sign_sgd = self._take_out_puzzle_table()
         shared = () if self.sign_sgd is None else (self.sign_sgd.weight,)
         self.ema = EMA(self.model, self.cfg.ema_rate, shared) if self.cfg.ema_rate > 0 else None
-        self.optimizer = self._build_optimizer()
+        self.optimizers = build_optimizers(self.model, self.cfg, self.device.type == "cuda")
         if self.ranks.distributed:  # halting exploration draws differ between ranks
             torch.manual_seed(self.cfg.seed + self.ranks.rank)
         self.sampler = make_sampler(train_set, task, self.cfg.seed + self.ranks.rank,
@@ -148,6 +151,7 @@ class Trainer:
         self.uses_cuda_graphs = (self.device.type == "cuda"
                                  and self.cfg.compile in ("reduce-overhead", "max-autotune"))
         self.step = 0
+        self.rewarm_from = 0  # warm starts repeat the learning-rate warmup from here
         self.best_exact = -1.0
         self.history: list[dict[str, Any]] = []
         self.elapsed_s = 0.0
@@ -162,18 +166,12 @@ class Trainer:
         table.weight.requires_grad_(False)
         return SignSGD(table.weight, self.cfg.puzzle_emb_lr, self.cfg.puzzle_emb_weight_decay)
 
-    def _build_optimizer(self) -> torch.optim.Optimizer:
-        cfg = self.cfg
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        groups: list[dict[str, Any]] = [{"params": params, "lr": cfg.lr,
-                                         "weight_decay": cfg.weight_decay, "base_lr": cfg.lr}]
-        fused = self.device.type == "cuda"
-        return torch.optim.AdamW(groups, betas=(cfg.beta1, cfg.beta2), fused=fused)
-
     def _autocast_dtype(self) -> torch.dtype | None:
-        if self.cfg.autocast == "bfloat16":
+        choice = self.cfg.autocast
+        on_cuda = self.device.type == "cuda"
+        if choice == "bfloat16" or (choice in ("auto", "native") and on_cuda):
             return torch.bfloat16
-        if self.cfg.autocast == "auto" and self.device.type == "cuda":
+        if choice == "native" and self.device.type == "cpu" and cpu_has_native_bf16():
             return torch.bfloat16
         return None
 
@@ -203,7 +201,7 @@ class Trainer:
         with torch.autocast(self.device.type, self.autocast, enabled=self.autocast is not None):
             out = self.net(state, inputs, puzzle_vectors=puzzle_vectors)
         loss = step_loss(out.logits, out.halt_logits, labels, self.cfg.loss,
-                         self.cfg.halt_loss_weight)
+                         self.cfg.halt_loss_weight, self.cfg.label_smoothing)
         return out, loss
 
     def _empty_carry(self) -> Carry:
@@ -241,10 +239,21 @@ class Trainer:
 
     def _set_learning_rates(self, scale: float) -> None:
         """The warmup/cosine schedule, applied alike to AdamW and the puzzle embeddings."""
-        for group in self.optimizer.param_groups:
-            group["lr"] = group["base_lr"] * scale
+        for optimizer in self.optimizers:
+            for group in optimizer.param_groups:
+                group["lr"] = group["base_lr"] * scale
         if self.sign_sgd is not None:
             self.sign_sgd.lr = self.cfg.puzzle_emb_lr * scale
+
+    def lr_scale(self) -> float:
+        """The schedule's multiplier at this step; after a warm start the warmup runs again
+        (fresh optimizer moments), capped by the cosine where it would be lower."""
+        scale = lr_at(self.step, 1.0, self.cfg.warmup_steps, self.cfg.total_steps,
+                      self.cfg.lr_min_ratio)
+        if self.rewarm_from:
+            since = self.step - self.rewarm_from
+            scale = min(scale, lr_at(since, 1.0, self.cfg.warmup_steps, 2**62, 1.0))
+        return scale
 
     def forward_backward(self) -> tuple[Any, Any, torch.Tensor | None]:
         """Refill, one supervision step and backward; returns (output, loss, puzzle rows)."""
@@ -260,12 +269,12 @@ class Trainer:
 
     def train_step(self) -> dict[str, float]:
         """One optimizer step over the batch; returns scalar metrics (this rank's rows)."""
-        lr_scale = lr_at(self.step, 1.0, self.cfg.warmup_steps, self.cfg.total_steps,
-                         self.cfg.lr_min_ratio)
+        lr_scale = self.lr_scale()
         self._set_learning_rates(lr_scale)
         out, loss, rows = self.forward_backward()
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
+        for optimizer in self.optimizers:
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
         if self.sign_sgd is not None and rows is not None:
             self.sign_sgd.step(self.carry.puzzle_ids, rows)
         if self.ema is not None:
@@ -290,14 +299,20 @@ class Trainer:
         """Score the EMA model on the evaluation set at full depth (all steps, as the paper):
         CSV puzzles through the serving engine, ARC examples with their puzzle ids."""
         assert self.eval_set is not None
-        if isinstance(self.eval_set, ArcSplit):
+        if isinstance(self.eval_set, ArcSplit):  # fp32 weights: the puzzle table is shared
             rows = eval_rows(self.eval_set, self.cfg.eval_puzzles)
+            precision = resolve_precision("float32", self.device)
             return evaluate_examples(self.eval_model, self.eval_set, rows,
                                      batch_size=self.cfg.eval_batch_size,
-                                     autocast_dtype=self.autocast)
+                                     autocast_dtype=precision.autocast)
+        # A copy at the precision the service would run it at (trm_core/inference.py), so the
+        # best checkpoint is chosen by the arithmetic it will be served with.
+        model, precision = prepare_for_inference(copy.deepcopy(self.eval_model), self.device)
         subset = self.eval_set.head(self.cfg.eval_puzzles)
-        return evaluate(self.eval_model, self.task, subset, halting="never",
-                        batch_size=self.cfg.eval_batch_size, autocast_dtype=self.autocast)
+        report = evaluate(model, self.task, subset, halting="never",
+                          batch_size=self.cfg.eval_batch_size, autocast_dtype=precision.autocast)
+        report["settings"]["precision"] = precision.name
+        return report
 
     def fit(self, on_log: Callable[[dict[str, float]], None] | None = None,
             on_eval: Callable[[dict[str, Any]], None] | None = None,
@@ -392,7 +407,7 @@ class Trainer:
         ema_model = self.ema.model if self.ema is not None else None
         # The puzzle table is stored in the moments' dtype: bf16 halves an ARC table.
         low_precision = (PUZZLE_TABLE,) if self.sign_sgd is not None else ()
-        save_resume(self.out_dir / "resume", self.model, ema_model, self.optimizer, info,
+        save_resume(self.out_dir / "resume", self.model, ema_model, self.optimizers, info,
                     self.cfg.resume_state_dtype, self.cfg.resume_shard_mb, low_precision)
 
     def try_resume(self) -> bool:
@@ -406,12 +421,31 @@ class Trainer:
             raise ValueError(f"{stem}: saved model config differs from this run's; "
                              "use another train.out_dir or the same config")
         ema_model = self.ema.model if self.ema is not None else None
-        info = load_resume(stem, self.model, ema_model, self.optimizer)
+        info = load_resume(stem, self.model, ema_model, self.optimizers)
         self.step, self.best_exact = int(info["step"]), float(info["best_exact"])
         self.history, self.elapsed_s = info["history"], float(info["elapsed_s"])
         self.sampler.epochs = int(info.get("sampler_epochs", 0))
         log.info("resumed from %s at step %d", stem, self.step)
         return True
+
+
+def warm_start(trainer: Trainer, stem: str | Path) -> None:
+    """Start `trainer` from a saved checkpoint (see `train.init_from`): weights into model and
+    EMA, step, curve and training time from its card; optimizers stay fresh."""
+    checkpoint = load_checkpoint(stem)
+    if checkpoint.config != trainer.run.model:
+        raise ValueError(f"{stem}: its model config differs from this run's "
+                         f"({checkpoint.config} vs {trainer.run.model})")
+    weights = checkpoint.model.state_dict()
+    trainer.model.load_state_dict(weights)
+    if trainer.ema is not None:
+        trainer.ema.model.load_state_dict(weights)
+    card = checkpoint.card
+    trainer.step = trainer.rewarm_from = int(card["step"])
+    trainer.history = list(card.get("curve", []))
+    trainer.best_exact = max((p["exact_accuracy"] for p in trainer.history), default=-1.0)
+    trainer.elapsed_s = float(card.get("compute", {}).get("train_seconds", 0.0))
+    log.info("warm start from %s at step %d (fresh optimizer, warmup again)", stem, trainer.step)
 
 
 def _device_name(device: torch.device) -> str:

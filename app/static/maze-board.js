@@ -91,7 +91,7 @@ const MazeBoard = (() => {
     setPuzzle,
     isEmpty: () => !puzzle.includes("S"),
     drawStep: (data) => draw(data.grid, data.changed_cells),
-    drawResult: (result) => draw(result.solution, []),
+    drawResult: (result) => draw(result.solution || result.answer, []),
     setReadOnly: () => {},
     markCells,
     stepStat,

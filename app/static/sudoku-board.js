@@ -1,6 +1,6 @@
 // The Sudoku board for the viewer (viewer.js drives it): 81 editable cells with thick box
 // borders; givens bold, cells changed this step yellow, unsure cells shaded, digits that differ
-// from a known solution red.
+// from a known solution red, and the cells of an unverified answer that break a rule outlined.
 "use strict";
 
 const SudokuBoard = (() => {
@@ -76,22 +76,33 @@ const SudokuBoard = (() => {
       const given = givens[i] !== 0;
       cell.value = given ? String(givens[i]) : "";
       cell.classList.toggle("given", given);
-      cell.classList.remove("changed", "wrong");
+      cell.classList.remove("changed", "wrong", "conflict");
       cell.style.setProperty("--tint", "0%");
     }
   }
 
-  function drawGrid(grid, changed, confidence) {
+  // Draws an answer. A given always shows the puzzle's digit; should an answer ever disagree
+  // with it, the cell is flagged rather than silently shown as given.
+  function drawGrid(grid, changed, confidence, conflicts) {
     const changedSet = new Set(changed || []);
+    const conflictSet = new Set((conflicts || []).map(([row, col]) => row * 9 + col));
     for (let i = 0; i < CELLS; i++) {
-      if (givens[i]) continue;
       const cell = cellAt(i);
       const ch = grid[i];
-      cell.value = /[1-9]/.test(ch) ? ch : "";
+      const digit = /[1-9]/.test(ch) ? ch : "";
+      const changedGiven = givens[i] !== 0 && digit !== String(givens[i]);
+      cell.classList.toggle("conflict", conflictSet.has(i) || changedGiven);
+      if (givens[i]) continue;
+      cell.value = digit;
       cell.classList.toggle("changed", changedSet.has(i));
       cell.classList.toggle("wrong", !!solution && cell.value !== solution[i]);
       cell.style.setProperty("--tint", tint(confidence ? confidence[i] : 1));
     }
+  }
+
+  // A result's answer: the verified solution, or the unverified answer with its conflicts.
+  function drawResult(result) {
+    drawGrid(result.solution || result.answer, [], null, result.conflicts);
   }
 
   // The model is rarely below 0.6 on a cell, so the shading spans 1.0 (none) to 0.6 (full).
@@ -111,12 +122,13 @@ const SudokuBoard = (() => {
     build,
     setPuzzle,
     isEmpty: () => !givens.some(Boolean),
-    drawStep: (data) => drawGrid(data.grid, data.changed_cells, data.cell_confidence),
-    drawResult: (result) => drawGrid(result.solution, [], null),
+    drawStep: (data) => drawGrid(data.grid, data.changed_cells, data.cell_confidence, []),
+    drawResult,
     setReadOnly,
     markCells: () => {},
     stepStat: () => null,
-    resultNote: () => "",
+    resultNote: (result) => (result.conflicts && result.conflicts.length
+      ? ` ${result.conflicts.length} cells break a rule (outlined in red).` : ""),
     generatedNote: (example) => `A new ${example.difficulty} puzzle: ${example.givens} givens.`,
   };
 })();

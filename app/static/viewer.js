@@ -69,6 +69,7 @@ function resetRun() {
   state.chain = Promise.resolve();
   setReadOnly(false);
   setStats(null, 0, null, null, null);
+  $("confidence-label").textContent = "Raw confidence";
   $("path-stat").textContent = "–";
   setBadge("idle", "ready");
   $("summary").textContent = "";
@@ -175,16 +176,34 @@ function finish(result) {
   if (result.valid) {
     setBadge("verified", "✓ verified");
   } else {
-    setBadge("unsolved", "✗ unsolved");
+    setBadge("unsolved", "✗ unverified answer");
   }
+  showConfidence(result);
   const unit = result.steps_used === 1 ? "step" : "steps";
   const how = result.halted_early ? ", halted early" : "";
-  $("summary").textContent = (result.valid
+  const note = board().resultNote(result);
+  $("summary").textContent = result.valid
     ? `Solved and verified in ${result.steps_used} ${unit}${how}; `
-      + `${Math.round(result.timing.total_ms)} ms on the server.`
-    : `The answer after ${result.steps_used} ${unit} breaks the rules or misses cells. `
-      + "Try halting “never”, more attempts, or an easier puzzle.") + board().resultNote(result);
+      + `${Math.round(result.timing.total_ms)} ms on the server.${note}`
+    : `Unsolved: the answer after ${result.steps_used} ${unit} is not verified; it breaks `
+      + `the rules or misses cells.${note} ${nextTry(result)}`;
   setReadOnly(false);
+}
+
+// What might do better than the run that just ended; "halting never" only when it stopped early.
+function nextTry(result) {
+  const options = ["more attempts", "an easier puzzle"];
+  if (result.halted_early) options.unshift("halting “never”");
+  return `Try ${options.slice(0, -1).join(", ")} or ${options.at(-1)}.`;
+}
+
+// Steps show the model's raw confidence; a verified result of a calibrated model shows its
+// measured confidence instead (the share of such answers that verified on held-out puzzles).
+function showConfidence(result) {
+  const calibrated = typeof result.confidence === "number";
+  $("confidence-label").textContent = calibrated ? "Confidence (calibrated)" : "Raw confidence";
+  const value = calibrated ? result.confidence : result.raw_confidence;
+  $("confidence").textContent = typeof value === "number" ? value.toFixed(3) : "–";
 }
 
 async function solve(event) {

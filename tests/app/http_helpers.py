@@ -43,6 +43,11 @@ def parse_sse(lines: Iterator[str], stop_at: set[str] | None = None) -> list[dic
     return events
 
 
+def answer_text(result: dict[str, Any]) -> str:
+    """The answer of a solve result, verified (`solution`) or not (`answer`)."""
+    return str(result["solution"] if result["status"] == "solved" else result["answer"])
+
+
 def metric_value(http: httpx.Client, name: str, **labels: str) -> float:
     """One sample from /metrics, 0 when absent."""
     text = http.get("/metrics").text

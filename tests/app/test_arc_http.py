@@ -234,12 +234,14 @@ def test_agent_tools(arc_server: RunningServer, http: httpx.Client) -> None:
     assert "attempt 1" in text and "trained on" in text
 
 
-def test_no_arc_checkpoint_is_503(tmp_path: Path) -> None:
+def test_no_arc_checkpoint_is_404_like_any_task_without_a_model(tmp_path: Path) -> None:
     settings = Settings(checkpoint_dir=tmp_path, device="cpu", warmup=False)
     with serve_in_thread(settings, wait_ready=False) as running, \
             httpx.Client(base_url=running.base_url, timeout=30) as client:
         started = time.monotonic()
         while not running.service.registry.loaded and time.monotonic() - started < 10:
             time.sleep(0.05)
-        problem = assert_problem(client.post("/v1/solve/arc", json=KNOWN), 503)
-        assert "no ARC checkpoint" in problem["detail"]
+        problem = assert_problem(client.post("/v1/solve/arc", json=KNOWN), 404)
+        assert "no model is loaded for task 'arc'" in problem["detail"]
+        maze = assert_problem(client.post("/v1/solve/maze", json={"puzzle": "#"}), 404)
+        assert maze["type"] == problem["type"]

@@ -40,13 +40,23 @@ def test_full_queue_is_503_with_retry_after(start_server: Starter, ticks: TickCo
 
 
 def test_many_held_sync_requests_overflow(start_server: Starter, ticks: TickControl) -> None:
-    _, http = start_server(max_batch_size=1, max_queue_size=1)
-    ticks.delay_s = 0.05  # each job holds the only slot for about 0.2 s
+    running, http = start_server(max_batch_size=1, max_queue_size=1)
+    # The first job holds the only slot until the other five are answered or queued, so which
+    # are refused does not depend on how fast this machine runs a step.
+    ticks.gate.clear()
     body = {"puzzle": PUZZLE, "halting": "never"}
+
+    def post() -> int:
+        return http.post(SOLVE, json=body).status_code
+
     with concurrent.futures.ThreadPoolExecutor(6) as pool:
-        statuses = list(pool.map(lambda _: http.post(SOLVE, json=body).status_code, range(6)))
-    assert statuses.count(503) >= 1 and statuses.count(200) >= 2
-    assert set(statuses) <= {200, 503}
+        first = pool.submit(post)
+        wait_until(lambda: _engine(running).active_slots == 1 and len(ticks.stats) >= 1)
+        rest = [pool.submit(post) for _ in range(5)]
+        wait_until(lambda: sum(f.done() for f in rest) == 4)  # one queued, four refused
+        ticks.gate.set()
+        statuses = [first.result()] + sorted(f.result() for f in rest)
+    assert statuses == [200, 200, 503, 503, 503, 503]
 
 
 def test_deadline_is_504(start_server: Starter, ticks: TickControl) -> None:

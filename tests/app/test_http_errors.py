@@ -41,7 +41,7 @@ def test_unknown_task_names_the_known_ones(client: httpx.Client) -> None:
 
 def test_task_without_a_model_is_404_naming_the_served_ones(client: httpx.Client) -> None:
     body = assert_problem(client.post("/v1/solve/maze", json={"puzzle": "#" * 900}), 404)
-    assert body["detail"] == "no model is loaded for task 'maze'; known tasks: sudoku"
+    assert body["detail"] == "no model is loaded for task 'maze'; this service serves: sudoku"
     tools = client.get("/v1/tools").json()["data"]
     assert [tool["name"] for tool in tools] == ["solve_sudoku"]
 

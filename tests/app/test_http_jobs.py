@@ -158,8 +158,11 @@ def test_store_replays_after_an_id_and_streams_live() -> None:
     asyncio.run(scenario())
 
 
-@pytest.mark.parametrize("body", [{"puzzle": PUZZLE}, {**JOB, "task": "chess"}])
-def test_job_validation(client: httpx.Client, body: dict[str, object]) -> None:
+@pytest.mark.parametrize(("body", "status", "problem"), [
+    ({"puzzle": PUZZLE}, 422, "/problems/invalid-request"),  # no task: the body is invalid
+    ({**JOB, "task": "chess"}, 404, "/problems/unknown-task"),  # a task nothing serves
+])
+def test_job_validation(client: httpx.Client, body: dict[str, object], status: int,
+                        problem: str) -> None:
     response = client.post("/v1/jobs", json=body)
-    assert response.status_code in (404, 422)
-    assert_problem(response, response.status_code)
+    assert assert_problem(response, status)["type"] == problem

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import time
 from collections.abc import Callable
 
 import httpx
@@ -94,17 +93,18 @@ def _raw_stream_then_hang_up(port: int) -> bytes:
 def test_disconnecting_stream_client_frees_its_slot(start_server: Starter,
                                                     ticks: TickControl) -> None:
     running, http = start_server()
-    ticks.delay_s = 0.2  # the job would need about 0.8 s to run its four steps
+    # The engine holds after its first step until the hang-up is seen, so the count of steps
+    # below does not depend on how fast this machine notices a closed socket.
+    ticks.gate.clear()
     port = int(running.base_url.rsplit(":", 1)[1])
     received = _raw_stream_then_hang_up(port)
     assert b"200 OK" in received
-    hung_up = time.monotonic()
     wait_until(lambda: metric_value(http, "trm_requests_total", outcome="cancelled",
-                                    endpoint="solve", **LABELS) == 1, timeout_s=5)
+                                    endpoint="solve", **LABELS) == 1)
+    ticks.gate.set()
     engine = running.service.registry.entries[MODEL_ID].engine
-    wait_until(lambda: engine.active_slots == 0, timeout_s=5)
-    assert time.monotonic() - hung_up < 0.6  # freed at the next step, not after the last one
-    assert sum(s.batch_size for s in ticks.stats) < MAX_STEPS
+    wait_until(lambda: engine.active_slots == 0)
+    assert sum(s.batch_size for s in ticks.stats) == 1  # freed at the next step, not the last
     assert metric_value(http, "trm_sse_streams", endpoint="solve") == 0
     assert metric_value(http, "trm_steps_per_request_count", **LABELS) == 0
 

@@ -6,7 +6,7 @@ import concurrent.futures
 from typing import Any
 
 import httpx
-from http_helpers import MAX_STEPS, MODEL_ID, PUZZLE, TERMINAL, parse_sse
+from http_helpers import MAX_STEPS, MODEL_ID, PUZZLE, TERMINAL, answer_text, parse_sse
 
 from app.schemas import SolveResult, StepEvent
 
@@ -21,11 +21,13 @@ def test_sync_solve_returns_a_full_result(client: httpx.Client) -> None:
     assert body["id"].startswith("slv_") and body["object"] == "solve.result"
     assert body["task"] == "sudoku" and body["model"] == MODEL_ID
     assert body["status"] in ("solved", "unsolved")
-    assert body["valid"] == (body["status"] == "solved")
-    assert len(body["solution"]) == 81
-    assert len(body["grid"]) == 9 and all(len(row) == 9 for row in body["grid"])
+    assert body["valid"] == (body["status"] == "solved") == (not body["unverified"])
+    grid = body["grid"] if body["valid"] else body["answer_grid"]
+    assert len(answer_text(body)) == 81
+    assert len(grid) == 9 and all(len(row) == 9 for row in grid)
     assert 1 <= body["steps_used"] <= MAX_STEPS
-    assert 0.0 <= body["confidence"] <= 1.0 and 0.0 <= body["q_halt"] <= 1.0
+    assert 0.0 <= body["raw_confidence"] <= 1.0 and 0.0 <= body["q_halt"] <= 1.0
+    assert "confidence" not in body  # this checkpoint has no calibration
     assert body["attempts"] == 1
     assert set(body["timing"]) == {"queue_ms", "compute_ms", "total_ms"}
     assert "trajectory" not in body
@@ -40,7 +42,7 @@ def test_grid_input_and_trajectory(client: httpx.Client) -> None:
     assert body["steps_used"] == MAX_STEPS and not body["halted_early"]
     steps = body["trajectory"]
     assert [s["step"] for s in steps] == list(range(1, MAX_STEPS + 1))
-    assert steps[-1]["grid"] == body["solution"]
+    assert steps[-1]["grid"] == answer_text(body)
     assert set(steps[0]) == {"step", "grid", "confidence", "changed", "q_halt", "valid"}
 
 
@@ -88,7 +90,7 @@ def test_sse_event_sequence(client: httpx.Client) -> None:
     completed = events[-1]["data"]
     assert completed["status"] in ("solved", "unsolved")
     assert completed["id"] == accepted["id"] and completed["steps_used"] == MAX_STEPS
-    assert completed["solution"] == events[-2]["data"]["grid"]
+    assert answer_text(completed) == events[-2]["data"]["grid"]
 
 
 def test_accept_header_selects_streaming(client: httpx.Client) -> None:
@@ -111,3 +113,24 @@ def test_bad_request_among_good_ones_fails_alone(client: httpx.Client) -> None:
     statuses = [r.status_code for r in responses]
     assert statuses == [200] * 4 + [422] + [200] * 4
     assert all(r.json()["steps_used"] == MAX_STEPS for r in responses if r.status_code == 200)
+
+
+def test_an_unverified_answer_is_never_a_solution(client: httpx.Client) -> None:
+    """The untrained model's answer fails the check: it is an `answer` with its conflicts, every
+    given kept, and no `solution`, `grid` or (uncalibrated) `confidence` anywhere."""
+    from trm_core.tasks.sudoku import conflicting_cells, parse_puzzle
+
+    body = client.post("/v1/solve/sudoku", json={"puzzle": PUZZLE, "budget_steps": 0}).json()
+    assert body["status"] == "unsolved" and body["unverified"] and not body["valid"]
+    assert not {"solution", "grid", "confidence"} & set(body)
+    puzzle, answer = parse_puzzle(PUZZLE), [d for row in body["answer_grid"] for d in row]
+    assert all(a == p for a, p in zip(answer, puzzle, strict=True) if p)  # givens kept
+    expected = conflicting_cells(puzzle, answer).reshape(9, 9).nonzero()
+    assert body["conflicts"] == [[int(r), int(c)] for r, c in zip(*expected, strict=True)]
+    assert body["conflicts"]
+
+
+def test_a_list_sent_as_puzzle_points_to_grid(client: httpx.Client) -> None:
+    response = client.post("/v1/solve/sudoku", json={"puzzle": [[0] * 9] * 9})
+    assert response.status_code == 422
+    assert "send a nested list of cells as 'grid'" in response.json()["detail"]

@@ -73,8 +73,9 @@ def test_json_result_carries_the_path_fields(http: httpx.Client) -> None:
     body = _solve(http, halting="never")
     assert body["task"] == "maze" and body["model"] == MAZE_ID
     assert body["status"] == "unsolved" and body["valid"] is False is body["verifies"]
-    assert len(body["solution"]) == 900 and body["steps_used"] == MAZE_STEPS
-    assert len(body["grid"]) == 30 and all(len(row) == 30 for row in body["grid"])
+    assert len(body["answer"]) == 900 and body["steps_used"] == MAZE_STEPS
+    assert body["unverified"] and not {"solution", "grid"} & set(body)
+    assert len(body["answer_grid"]) == 30 and all(len(row) == 30 for row in body["answer_grid"])
     assert set(body) >= PATH_FIELDS
     assert body["shortest_length"] == int(ROW["path_length"])
     assert body["path"] == [] and body["path_complete"] is False and body["path_length"] is None
@@ -84,7 +85,7 @@ def test_broken_path_lists_its_cells_in_row_major_order(http: httpx.Client) -> N
     body = _solve(http, puzzle=LINES, model=PAINTER_ID, max_steps=1)
     assert body["model"] == PAINTER_ID and body["steps_used"] == 1
     assert body["path"] == _open_cells(MAZE) and body["path_complete"] is False
-    assert body["solution"] == MAZE.replace(" ", "o")
+    assert body["answer"] == MAZE.replace(" ", "o")
 
 
 def test_grid_input_and_sudoku_results_unchanged(http: httpx.Client) -> None:
@@ -111,7 +112,7 @@ def test_sse_event_sequence(http: httpx.Client) -> None:
         assert data.path_cells == MAZE.count(" ") and data.path_length is None
     assert events[1]["data"]["changed"] == MAZE.count(" ") and events[2]["data"]["changed"] == 0
     completed = events[-1]["data"]
-    assert completed["solution"] == events[-2]["data"]["grid"]
+    assert completed["answer"] == events[-2]["data"]["grid"]
     assert completed["path"] == _open_cells(MAZE) and set(completed) >= PATH_FIELDS
 
 

@@ -88,6 +88,7 @@ def test_solves_with_progress_and_structured_result(server: RunningServer) -> No
     assert data["object"] == "solve.result" and data["status"] == "solved" and data["valid"]
     assert data["solution"] == README_SOLUTION and data["steps_used"] == 6
     assert data["model"] == "trm-sudoku-tiny@1"
+    assert not {"type", "sequence_number"} & set(data)  # stream-only members stay in streams
     text = _text(result)
     assert text.endswith("solved and verified in 6 steps")
     assert "4 8 3" in text.splitlines()[0].replace("|", " ").replace("  ", " ")
@@ -135,3 +136,17 @@ def test_api_keys_guard_mcp_and_hosts_are_checked() -> None:
                                headers={"accept": "application/json, text/event-stream",
                                         "host": "attacker.example", "x-api-key": "k1"})
         assert rebinding.status_code == 421
+
+
+def test_server_info_names_this_service_and_its_version() -> None:
+    import trm_core
+
+    async def main(url: str) -> Any:
+        async with httpx.AsyncClient(timeout=30) as http, \
+                streamable_http_client(url, http_client=http) as (read, write, _), \
+                ClientSession(read, write) as session:
+            return (await session.initialize()).serverInfo
+
+    with serve_in_thread(_settings()) as running:
+        info = asyncio.run(main(running.base_url + "/mcp"))
+    assert info.name == "trm-serve" and info.version == trm_core.__version__

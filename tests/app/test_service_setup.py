@@ -12,11 +12,14 @@ import torch
 from http_helpers import MAX_STEPS, MODEL_ID
 
 from app.__main__ import build_parser, main
+from app.jobs import JobStore
 from app.metrics import Metrics
 from app.registry import ModelRegistry, UnknownModel
+from app.service import SolveService
 from app.settings import Settings
 from trm_core.checkpoint import save_checkpoint
 from trm_core.config import ModelConfig
+from trm_core.inference import resolve_precision
 from trm_core.model import TRM
 
 
@@ -93,6 +96,7 @@ def test_models_endpoint(client: httpx.Client) -> None:
     assert len(model["checkpoint_sha256"]) == 64 and model["parameters"] > 0
     assert model["seq_len"] == 81 and model["vocab_size"] == 11
     assert model["max_steps"] == MAX_STEPS and model["device"] == "cpu"
+    assert model["precision"] == resolve_precision("auto", "cpu").name  # TRM_DTYPE's default
     assert model["batching"] == {"slots": 16, "max_queue": 64}
 
 
@@ -113,3 +117,28 @@ def test_cli_parses_flags() -> None:
     with pytest.raises(SystemExit) as caught:
         main(["--help"])
     assert caught.value.code == 0
+
+
+def test_two_checkpoints_with_one_id_are_refused_loudly(
+        model_zoo: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A model you trained under the shipped name must not silently replace (or be replaced
+    by) the shipped one: both are refused with an error naming them, and readiness fails."""
+    save_checkpoint(model_zoo / "mine" / "copy", _tiny(5), {"name": "b-model", "task": "sudoku",
+                                                             "version": 2})
+    registry = _registry(model_zoo)
+    assert "b-model@2" not in registry.entries and "b-model@1" in registry.entries
+    assert len(registry.refused) == 1
+    message = registry.refused[0]
+    assert "b-model@2" in message and str(model_zoo / "b" / "v2") in message
+    assert str(model_zoo / "mine" / "copy") in message and "--checkpoints" in message
+    assert any(r.levelname == "ERROR" and "b-model@2" in r.getMessage() for r in caplog.records)
+    service = SolveService(registry.settings, registry, JobStore(60.0), registry.metrics)
+    assert service.readiness()["models_loaded"] == message
+
+
+def test_trm_serve_help_names_itself(capsys: pytest.CaptureFixture) -> None:
+    from training.cli import main as trm
+
+    with pytest.raises(SystemExit):
+        trm(["serve", "--help"])
+    assert capsys.readouterr().out.startswith("usage: trm serve")

@@ -102,7 +102,11 @@ def test_an_unsolved_answer_that_breaks_the_rules_still_renders() -> None:
     """Model answers may repeat digits; rendering them must not apply a user puzzle's checks."""
     from app.agents import render_result
 
-    result = {"status": "unsolved", "steps_used": 16, "confidence": 0.5,
-              "solution": "1" * 81, "grid": [[1] * 9] * 9}
+    result = {"status": "unsolved", "steps_used": 16, "halted_early": False,
+              "unverified": True, "answer": "1" * 81, "answer_grid": [[1] * 9] * 9,
+              "conflicts": [[r, c] for r in range(9) for c in range(9)]}
     text = render_result("sudoku", result)
-    assert text.startswith("1 1 1 | 1 1 1 | 1 1 1") and "unsolved" in text.splitlines()[-1]
+    verdict = text.splitlines()[-1]
+    assert text.startswith("1 1 1 | 1 1 1 | 1 1 1") and verdict.startswith("unsolved")
+    assert "unverified: 81 cells break a rule (r1c1, r1c2" in verdict
+    assert "halting='never'" not in verdict  # every step already ran

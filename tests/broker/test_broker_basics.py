@@ -120,3 +120,20 @@ def test_expired_deadline_is_a_504(redis_server, workers, start_api) -> None:
     _, api = start_api(redis_server.url)
     late = api.post("/v1/solve/sudoku", json={"puzzle": easy_puzzles(1)[0], "timeout_ms": 1})
     assert late.status_code == 504, late.text
+
+
+def test_search_runs_on_the_worker_with_the_request_budget(redis_server, workers,
+                                                           start_api) -> None:
+    """The shipped tiny model leaves this hard puzzle unsolved in one pass, so the worker spends
+    the request's budget in search rounds and reports them; the same request answers the same."""
+    workers.start(redis_server.url)
+    _, api = start_api(redis_server.url)
+    hard = ("4.....8.5.3..........7......2.....6.....8.4......1.......6.3.7.5..2.....1.4......")
+    body = {"puzzle": hard, "budget_steps": 48, "seed": 5}
+    first = api.post("/v1/solve/sudoku", json=body).json()
+    search = first["search"]
+    assert search["budget_steps"] == 48 and search["steps_used"] <= 48
+    assert len(search["rounds"]) >= 2 and first["steps_used"] > 16
+    assert first["status"] == "unsolved" and first["valid"] is False
+    second = api.post("/v1/solve/sudoku", json=body).json()
+    assert second["answer"] == first["answer"] and second["search"] == first["search"]

@@ -85,8 +85,10 @@ def test_fit_moves_only_the_new_rows(optimizer: str) -> None:
 
 def test_fit_stops_at_its_budget_or_when_asked() -> None:
     model = tiny_model()
-    quick = fit_rows(model, DEMOS, TESTS, 2, AdaptConfig(budget_s=1e-3, max_steps=50))
-    assert quick.report.steps == 1 and quick.report.stopped == "budget"
+    ticks = iter(range(1000))  # each reading of the clock is a second later, however fast a step
+    quick = fit_rows(model, DEMOS, TESTS, 2, AdaptConfig(budget_s=2.0, max_steps=50),
+                     clock=lambda: float(next(ticks)))
+    assert quick.report.steps == 2 and quick.report.stopped == "budget"
     stop = threading.Event()
     stop.set()
     asked = fit_rows(model, DEMOS, TESTS, 2, AdaptConfig(max_steps=50), should_stop=stop.is_set)

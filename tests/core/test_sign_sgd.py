@@ -84,7 +84,7 @@ def test_trainer_steps_the_table_on_the_lr_schedule(tmp_path: Path) -> None:
     table = trainer.model.puzzle_embedding
     assert table is not None and trainer.sign_sgd is not None
     assert not table.weight.requires_grad
-    adam_params = {id(p) for g in trainer.optimizer.param_groups for p in g["params"]}
+    adam_params = {id(p) for g in trainer.optimizers[0].param_groups for p in g["params"]}
     assert id(table.weight) not in adam_params
     assert trainer.ema is not None
     assert trainer.ema.model.puzzle_embedding.weight is table.weight  # shared, not copied

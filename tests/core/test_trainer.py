@@ -85,10 +85,10 @@ def test_resume_restores_weights_ema_optimizer(tmp_path: Path, moments: str) -> 
     for a, b in zip(first.ema.model.parameters(), second.ema.model.parameters(), strict=True):
         torch.testing.assert_close(a, b)
     tolerance = {"rtol": 1e-2, "atol": 1e-6} if moments == "bfloat16" else {}
-    for group_a, group_b in zip(first.optimizer.param_groups, second.optimizer.param_groups,
+    for group_a, group_b in zip(first.optimizers[0].param_groups, second.optimizers[0].param_groups,
                                 strict=True):
         for pa, pb in zip(group_a["params"], group_b["params"], strict=True):
-            sa, sb = first.optimizer.state[pa], second.optimizer.state[pb]
+            sa, sb = first.optimizers[0].state[pa], second.optimizers[0].state[pb]
             torch.testing.assert_close(sa["exp_avg_sq"], sb["exp_avg_sq"], **tolerance)
     second.train_step()  # and it trains on from there
     assert second.step == 4

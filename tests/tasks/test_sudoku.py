@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
+from call_counting import count_calls
 
 from trm_core.tasks import get_task
 from trm_core.tasks.base import PuzzleError
@@ -276,18 +275,17 @@ def test_augment_keeps_pad_blank_and_input_label_consistency() -> None:
         assert canonical_form(puzzle)[0] == canonical_form(cells(PUZZLE[:80] + "."))[0]
 
 
-def test_augment_is_fast_enough_for_training() -> None:
+def test_augment_is_vectorised_over_the_batch() -> None:
+    # A training batch (768 rows) costs the same Python calls as one row: numpy does the
+    # per-row work (about 1 ms for the batch on a laptop core), whatever the machine.
     rng = np.random.default_rng(2)
-    inputs = np.tile(TASK.to_tokens(cells(PUZZLE)), (768, 1))
-    labels = np.tile(TASK.to_tokens(cells(SOLUTION)), (768, 1))
-    best = min(_timed(lambda: TASK.augment_tokens(inputs, labels, rng)) for _ in range(20))
-    assert best < 0.05  # about 1 ms on a laptop core; generous for loaded CI machines
 
+    def calls_for(rows: int) -> int:
+        inputs = np.tile(TASK.to_tokens(cells(PUZZLE)), (rows, 1))
+        labels = np.tile(TASK.to_tokens(cells(SOLUTION)), (rows, 1))
+        return count_calls(lambda: TASK.augment_tokens(inputs, labels, rng))
 
-def _timed(fn: Callable[[], object]) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
+    assert calls_for(768) == calls_for(1)
 
 
 # --------------------------------------------------------------------------- canonical form
@@ -349,13 +347,12 @@ def test_solver_finds_the_unique_solution() -> None:
 
 
 def test_solver_handles_a_hard_puzzle_quickly() -> None:
-    start = time.perf_counter()
     solutions, guesses = solve(cells(HARD), limit=2)
-    elapsed = time.perf_counter() - start
     assert len(solutions) == 1 and np.array_equal(solutions[0], cells(HARD_SOLUTION))
-    assert guesses > 0
     assert 0 < count_guesses(cells(HARD)) <= guesses
-    assert elapsed < 1.0  # about 30 ms; the bound only catches exponential regressions
+    # 320 guesses (about 30 ms); counted rather than timed, the bound only catches exponential
+    # regressions, on any machine
+    assert guesses < 2_000
 
 
 def test_solver_reports_several_or_no_solutions() -> None:

@@ -96,10 +96,12 @@ def test_eval_against_a_running_service(tmp_path: Path, capsys: pytest.CaptureFi
         assert main(["eval", "--url", running.base_url, *args, "--concurrency", "8",
                      "--json", str(tmp_path / "remote.json")]) == 0
     capsys.readouterr()
-    local = json.loads((tmp_path / "local.json").read_text())["overall"]
+    local = json.loads((tmp_path / "local.json").read_text())
     remote = json.loads((tmp_path / "remote.json").read_text())
-    assert remote["overall"]["exact_accuracy"] == local["exact_accuracy"]
+    assert remote["overall"]["exact_accuracy"] == local["overall"]["exact_accuracy"]
     assert remote["settings"]["models"] == ["trm-sudoku-tiny@1"]
+    # the same default choice (--dtype auto, TRM_DTYPE=auto) is the same arithmetic
+    assert remote["settings"]["precision"] == local["settings"]["precision"]
 
 
 def test_eval_needs_a_checkpoint_or_url(capsys: pytest.CaptureFixture) -> None:
@@ -111,7 +113,7 @@ def test_service_answers_that_break_the_rules_are_scored_not_rejected() -> None:
     from training.remote_eval import _as_result
     from trm_core.tasks import get_task
 
-    reply = {"id": "slv_1", "status": "unsolved", "solution": "1" * 81,
-             "grid": [[1] * 9] * 9, "valid": False, "steps_used": 16}
+    reply = {"id": "slv_1", "status": "unsolved", "unverified": True, "answer": "1" * 81,
+             "answer_grid": [[1] * 9] * 9, "valid": False, "steps_used": 16}
     result = _as_result(get_task("sudoku"), reply)
     assert result.answer is not None and int(result.answer.sum()) == 81 and not result.valid

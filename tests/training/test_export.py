@@ -14,7 +14,7 @@ pytest.importorskip("onnxruntime", reason="the [onnx] extra is not installed")
 pytest.importorskip("onnxscript", reason="the [onnx] extra is not installed")
 
 
-@pytest.mark.parametrize("mixer", ["mlp_t", "attention"])
+@pytest.mark.parametrize("mixer", ["mlp_t", "attention", "conv"])
 def test_exported_step_matches_pytorch(tmp_path: Path, mixer: str) -> None:
     from training.export import check_export, export_step
 

@@ -102,6 +102,17 @@ class Task(ABC):
         task can tell difficulty from the answer (mazes: path length)."""
         return "all"
 
+    def keep_givens(self, puzzle: np.ndarray, answer: np.ndarray) -> np.ndarray:
+        """The model's answer with the puzzle's givens restored: an answer never changes what
+        the user gave (Sudoku: its digits). Identity for tasks whose answers may."""
+        return answer
+
+    def conflicts(self, puzzle: np.ndarray, answer: np.ndarray) -> np.ndarray | None:
+        """Cells (seq_len,) bool of `answer` that break a rule of `puzzle` (blank, changed
+        given, clash); None when the task cannot tell cell by cell. Search keeps only the
+        model's cells outside this mask, and results list them."""
+        return None
+
     def extra_result(self, puzzle: np.ndarray, answer: np.ndarray) -> dict[str, Any]:
         """Task-specific fields of a solve result, JSON-ready (mazes: the drawn path)."""
         return {}

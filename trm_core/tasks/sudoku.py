@@ -168,6 +168,21 @@ def is_solution(puzzle: np.ndarray, answer: np.ndarray) -> bool:
     return bool((np.sort(a[UNIT_INDEX], axis=1) == np.arange(1, 10)).all())
 
 
+def conflicting_cells(puzzle: np.ndarray, answer: np.ndarray) -> np.ndarray:
+    """(81,) bool: cells of `answer` that are blank or out of range, change a given of
+    `puzzle`, or repeat a digit of one of their units."""
+    p, a = np.asarray(puzzle).reshape(-1), np.asarray(answer).reshape(-1).astype(np.int64)
+    bad = (a < 1) | (a > 9) | ((p != 0) & (p != a))
+    digits = np.where(bad, 0, a)[UNIT_INDEX]  # (27, 9) digit of each unit member, 0 = none
+    counts = np.zeros((len(UNIT_INDEX), 10), dtype=np.int64)
+    np.add.at(counts, (np.arange(len(UNIT_INDEX))[:, None], digits), 1)
+    repeated = np.take_along_axis(counts, digits, axis=1) > 1  # (27, 9)
+    repeated &= digits != 0
+    clash = np.zeros(N_CELLS, dtype=bool)
+    np.logical_or.at(clash, UNIT_INDEX[repeated], True)
+    return bad | clash
+
+
 def violations(answer: np.ndarray, puzzle: np.ndarray | None = None) -> list[str]:
     """Human-readable reasons why `answer` is not a solution (of `puzzle`, when given); empty
     when it is one."""
@@ -326,6 +341,12 @@ class SudokuTask(Task):
 
     def verify(self, puzzle: np.ndarray, answer: np.ndarray) -> bool:
         return is_solution(puzzle, answer)
+
+    def keep_givens(self, puzzle: np.ndarray, answer: np.ndarray) -> np.ndarray:
+        return np.where(puzzle != 0, puzzle, answer).astype(answer.dtype)
+
+    def conflicts(self, puzzle: np.ndarray, answer: np.ndarray) -> np.ndarray:
+        return conflicting_cells(puzzle, answer)
 
     def format(self, cells: np.ndarray) -> str:
         return format_cells(cells)

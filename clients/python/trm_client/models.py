@@ -11,18 +11,29 @@ from typing import Any
 
 @dataclass(frozen=True)
 class SolveResult:
-    """The answer to a solve (`status` is "solved" only when the answer was verified)."""
+    """The answer to a solve. `status` is "solved" only when the answer was verified; then it is
+    `solution` (and `grid`). Otherwise `solution` is None and the model's unverified attempt is
+    `answer` (and `answer_grid`), with the cells that break a rule in `conflicts`.
+
+    `confidence` is the model's calibrated confidence (the share of such answers that verified
+    on held-out puzzles), None when the model has no calibration or the answer is unverified;
+    `raw_confidence` is the model's own mean top probability, which is not a probability of being
+    right."""
 
     id: str
     task: str
     model: str
     status: str
-    solution: str
-    grid: list[list[int]]
+    solution: str | None
+    grid: list[list[int]] | None
+    answer: str | None
+    answer_grid: list[list[int]] | None
+    conflicts: list[list[int]]
     valid: bool
     steps_used: int
     halted_early: bool
-    confidence: float
+    confidence: float | None
+    raw_confidence: float
     q_halt: float
     attempts: int
     attempt: int
@@ -33,12 +44,18 @@ class SolveResult:
     def solved(self) -> bool:
         return self.status == "solved"
 
+    @property
+    def unverified(self) -> bool:
+        return not self.solved
+
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> SolveResult:
         return cls(id=data["id"], task=data["task"], model=data["model"],
-                   status=data["status"], solution=data["solution"], grid=data["grid"],
-                   valid=data["valid"], steps_used=data["steps_used"],
-                   halted_early=data["halted_early"], confidence=data["confidence"],
+                   status=data["status"], solution=data.get("solution"), grid=data.get("grid"),
+                   answer=data.get("answer"), answer_grid=data.get("answer_grid"),
+                   conflicts=data.get("conflicts") or [], valid=data["valid"],
+                   steps_used=data["steps_used"], halted_early=data["halted_early"],
+                   confidence=data.get("confidence"), raw_confidence=data["raw_confidence"],
                    q_halt=data["q_halt"], attempts=data["attempts"], attempt=data["attempt"],
                    timing_ms=data["timing"]["total_ms"], raw=data)
 
