@@ -19,7 +19,7 @@ import torch
 from trm_core.data import PuzzleSet
 from trm_core.engine import Engine, Halting, JobResult
 from trm_core.model import TRM
-from trm_core.search import SearchConfig, SearchPlan, search_batch
+from trm_core.search import SearchConfig
 from trm_core.tasks.base import Task
 
 
@@ -36,11 +36,10 @@ def evaluate(model: TRM, task: Task, data: PuzzleSet, *, max_steps: int | None =
     was_training = model.training
     model.eval()
     start = time.perf_counter()
-    if search is None:
-        results = engine.solve_batch(list(data.puzzles), max_steps=steps, halting=halting,
-                                     attempts=attempts)
-    else:
-        results = _search_all(engine, task, data, search, seed)
+    # A search seeds puzzle i with seed + i, as the service seeds a request with its seed.
+    seeds = {} if search is None else {"seed": seed}
+    results = engine.solve_batch(list(data.puzzles), max_steps=steps, halting=halting,
+                                 attempts=attempts, search=search, **seeds)
     elapsed = time.perf_counter() - start
     model.train(was_training)
     report = score(results, data, task)
@@ -50,20 +49,6 @@ def evaluate(model: TRM, task: Task, data: PuzzleSet, *, max_steps: int | None =
     report["speed"] = {"seconds": round(elapsed, 3),
                        "puzzles_per_s": round(len(data) / max(elapsed, 1e-9), 2)}
     return report
-
-
-def _search_all(engine: Engine, task: Task, data: PuzzleSet, search: SearchConfig,
-                seed: int) -> list[JobResult]:
-    """Every puzzle through its own search plan (puzzle i seeded with seed + i), batched."""
-    plans = [SearchPlan(task, puzzle, search, seed + i) for i, puzzle in enumerate(data.puzzles)]
-    search_batch(engine, plans)
-    results = []
-    for plan in plans:
-        assert plan.best is not None
-        steps = sum(r.steps for r in plan.rounds)
-        results.append(dataclasses.replace(plan.best, valid=plan.solved, steps_used=steps,
-                                           search=plan.summary()))
-    return results
 
 
 def score(results: list[JobResult], data: PuzzleSet, task: Task) -> dict[str, Any]:

@@ -9,8 +9,9 @@ so far backs off (keeps half as many cells); a better round becomes the new anch
 comes from the model: the extra givens are model answers, and the final answer is checked
 against the original puzzle by the task's rule check.
 
-`SearchPlan` is a plain state machine (`next_job`, `observe`), so the same search runs under the
-batch driver here (`search_batch`, for evaluation) and under the service's async runner.
+`SearchPlan` is a plain state machine (`next_job`, `observe`); `SearchRun` drives it on an
+engine, which starts one for every job with `search` set, so the service, the broker worker and
+evaluation (`Engine.solve_batch(..., search=...)`) run the same search.
 Budgets count slot-steps: supervision steps x attempts.
 """
 
@@ -18,7 +19,6 @@ from __future__ import annotations
 
 import math
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
@@ -31,7 +31,7 @@ from trm_core.tasks.base import Task
 if TYPE_CHECKING:  # the engine runs searches itself (`Job.search`), so it imports this module
     from trm_core.engine import Engine
 
-__all__ = ["Round", "SearchConfig", "SearchPlan", "SearchRun", "search_batch"]
+__all__ = ["Round", "SearchConfig", "SearchPlan", "SearchRun"]
 
 
 @dataclass
@@ -154,34 +154,6 @@ class SearchPlan:
                 "rounds": [r.to_dict() for r in self.rounds]}
 
 
-def search_batch(engine: Engine, plans: list[SearchPlan]) -> None:
-    """Run many plans to completion on an engine no `run` thread owns, their rounds batched
-    together in its slots (evaluation's driver)."""
-    waiting = deque(plans)
-    running: dict[str, tuple[SearchPlan, list[StepUpdate]]] = {}
-    finished: list[tuple[str, JobResult]] = []
-
-    def submit(plan: SearchPlan) -> None:
-        fields = plan.next_job()
-        if fields is None:
-            return
-        updates: list[StepUpdate] = []
-        job = Job(**fields, on_step=updates.append,
-                  on_done=lambda result: finished.append((result.job_id, result)))
-        running[job.id] = (plan, updates)
-        engine.submit(job)
-
-    while waiting or running:
-        while waiting and engine.queue_depth < engine.slots:
-            submit(waiting.popleft())
-        engine.tick()
-        for job_id, result in finished:
-            plan, updates = running.pop(job_id)
-            plan.observe(result, updates[-1] if updates else None)
-            waiting.append(plan)
-        finished.clear()
-
-
 class SearchRun:
     """A search submitted to an engine, seen by its caller as the one job `template`: every
     round is an engine job with the template's id, deadline and callbacks, steps are numbered
@@ -201,7 +173,7 @@ class SearchRun:
         self.offset = 0  # supervision steps of the rounds before this one
         self.last: StepUpdate | None = None
         self.first: JobResult | None = None
-        self.started = time.monotonic()
+        self.started = 0.0
 
     def submit(self) -> None:
         """Queue round 0 (raises QueueFull or ValueError like `Engine.submit`)."""

@@ -39,3 +39,11 @@ def chromium(profile: Path, height: int) -> Iterator[Any]:
             yield context
         finally:
             context.close()
+
+
+def open_viewer(browser: Any, base_url: str) -> Any:
+    """A new page on the viewer, once its example list has loaded."""
+    page = browser.new_page()
+    page.goto(base_url + "/")
+    page.wait_for_selector("#example option:nth-child(2)", state="attached")
+    return page

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from browser_helpers import WATCH_STEPS, chromium, needs_chromium
+from browser_helpers import WATCH_STEPS, chromium, needs_chromium, open_viewer
 
 from app.server import RunningServer, serve_in_thread
 from app.settings import Settings
@@ -39,16 +39,9 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         yield context
 
 
-def _open(browser: Any, server: RunningServer) -> Any:
-    page = browser.new_page()
-    page.goto(server.base_url + "/")
-    page.wait_for_selector("#example option:nth-child(2)", state="attached")  # examples in
-    return page
-
-
 def test_solves_the_readme_puzzle_step_by_step(browser: Any, server: RunningServer,
                                                tmp_path: Path) -> None:
-    page = _open(browser, server)
+    page = open_viewer(browser, server.base_url)
     page.fill("#puzzle-text", README_PUZZLE)
     page.select_option("#halting", "never")
     page.fill("#max-steps", "4")
@@ -67,7 +60,7 @@ def test_solves_the_readme_puzzle_step_by_step(browser: Any, server: RunningServ
 
 def test_mid_solve_shows_changes_and_confidence(browser: Any, server: RunningServer,
                                                 tmp_path: Path) -> None:
-    page = _open(browser, server)
+    page = open_viewer(browser, server.base_url)
     page.select_option("#example", label="generated medium (28 givens, seed 18)")
     page.select_option("#halting", "never")
     page.select_option("#pace", "2000")
@@ -83,7 +76,7 @@ def test_mid_solve_shows_changes_and_confidence(browser: Any, server: RunningSer
 
 
 def test_shows_the_problem_next_to_the_input(browser: Any, server: RunningServer) -> None:
-    page = _open(browser, server)
+    page = open_viewer(browser, server.base_url)
     page.fill("#puzzle-text", "55" + "." * 79)
     page.click("#solve")
     page.wait_for_selector("#error:not([hidden])")
@@ -92,7 +85,7 @@ def test_shows_the_problem_next_to_the_input(browser: Any, server: RunningServer
 
 
 def test_generates_a_puzzle_on_request(browser: Any, server: RunningServer) -> None:
-    page = _open(browser, server)
+    page = open_viewer(browser, server.base_url)
     before = page.input_value("#puzzle-text")
     page.select_option("#difficulty", "easy")
     page.click("#generate")

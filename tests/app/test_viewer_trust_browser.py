@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
-from browser_helpers import chromium, needs_chromium
+from browser_helpers import chromium, needs_chromium, open_viewer
 
 from app.server import RunningServer, serve_in_thread
 from app.settings import Settings
@@ -43,19 +43,12 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         yield context
 
 
-def _open(browser: Any, server: RunningServer) -> Any:
-    page = browser.new_page()
-    page.goto(server.base_url + "/")
-    page.wait_for_selector("#example option:nth-child(2)", state="attached")
-    return page
-
-
 def test_an_unverified_answer_shows_its_conflicts_and_keeps_every_given(
         browser: Any, server: RunningServer, tmp_path: Path) -> None:
     request = {"puzzle": HARD, "halting": "never", "max_steps": 16, "attempts": 1}
     expected = httpx.post(server.base_url + "/v1/solve/sudoku", json=request, timeout=60).json()
     assert expected["status"] == "unsolved" and expected["conflicts"]
-    page = _open(browser, server)
+    page = open_viewer(browser, server.base_url)
     page.fill("#puzzle-text", HARD)
     page.select_option("#halting", "never")
     page.select_option("#pace", "0")
@@ -77,7 +70,7 @@ def test_an_unverified_answer_shows_its_conflicts_and_keeps_every_given(
 
 
 def test_a_phone_screen_does_not_scroll_sideways(browser: Any, server: RunningServer) -> None:
-    page = _open(browser, server)
+    page = open_viewer(browser, server.base_url)
     page.set_viewport_size({"width": 390, "height": 844})
     page.wait_for_timeout(200)
     assert page.evaluate("document.documentElement.scrollWidth") <= 390

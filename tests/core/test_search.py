@@ -9,7 +9,7 @@ import pytest
 from test_engine import PUZZLE, SOLUTION, TASK, OracleTRM, solve_exactly, tiny_model
 
 from trm_core.engine import Engine, Job
-from trm_core.search import SearchConfig, SearchPlan, search_batch
+from trm_core.search import SearchConfig, SearchPlan, SearchRun
 from trm_core.tasks.sudoku import conflicting_cells
 
 
@@ -34,9 +34,12 @@ class NeedsGivensTRM(OracleTRM):
 
 def run(engine: Engine, config: SearchConfig, puzzle: np.ndarray = PUZZLE,
         seed: int = 0) -> SearchPlan:
-    plan = SearchPlan(TASK, puzzle, config, seed)
-    search_batch(engine, [plan])
-    return plan
+    """One search to its end on an engine no thread owns; its plan, to inspect."""
+    job = Job(puzzle=puzzle, max_steps=config.max_steps, search=config, seed=seed)
+    search = SearchRun(engine, TASK, puzzle, job)
+    search.submit()
+    assert engine.drain(30)
+    return search.plan
 
 
 def test_a_verified_single_pass_costs_nothing_extra() -> None:
@@ -95,13 +98,11 @@ def test_many_plans_share_the_engine() -> None:
     engine = Engine(NeedsGivensTRM(needed=45), TASK, slots=4)
     rng = np.random.default_rng(0)
     puzzles = [TASK.random_symmetry(rng).apply(PUZZLE) for _ in range(5)]
-    plans = [SearchPlan(TASK, p, SearchConfig(budget_steps=32, attempts=2, max_steps=4,
-                                                keep_fraction=0.5), i)
-             for i, p in enumerate(puzzles)]
-    search_batch(engine, plans)
-    assert all(plan.solved for plan in plans)
-    for plan, puzzle in zip(plans, puzzles, strict=True):
-        assert plan.best is not None and TASK.verify(puzzle, plan.best.answer)
+    config = SearchConfig(budget_steps=32, attempts=2, max_steps=4, keep_fraction=0.5)
+    results = engine.solve_batch(puzzles, max_steps=4, halting="auto", search=config, seed=0)
+    assert all(result.status == "solved" and result.search for result in results)
+    for result, puzzle in zip(results, puzzles, strict=True):
+        assert result.answer is not None and TASK.verify(puzzle, result.answer)
 
 
 def test_a_search_job_looks_like_one_job_to_its_caller() -> None:
