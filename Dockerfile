@@ -24,13 +24,17 @@ WORKDIR /srv/trm
 # hadolint ignore=DL3013
 RUN pip install --index-url "${TORCH_INDEX_URL}" "${TORCH_SPEC}"
 
+# Then every other dependency at the versions CI tested (deploy/constraints.txt, checked
+# current by .ci/run), before any code: a code change rebuilds only the layers below.
+COPY deploy/constraints.txt ./deploy/constraints.txt
+RUN pip install -r deploy/constraints.txt
+
 COPY pyproject.toml README.md ./
 COPY trm_core ./trm_core
 COPY training ./training
 COPY app ./app
-# The project itself from this directory; its dependencies are bounded in pyproject.toml.
-# hadolint ignore=DL3013
-RUN pip install ".[serve,scale]"
+# The project itself; its dependencies are all installed above (pip check proves it).
+RUN pip install --no-deps . && pip check
 
 COPY checkpoints ./checkpoints
 

@@ -17,6 +17,7 @@ import numpy as np
 from app.arc_schemas import ArcSolveRequest
 from app.errors import ApiError, invalid
 from app.registry import ModelEntry
+from app.settings import Settings
 from trm_core.arc_adapt import draw_symmetries
 from trm_core.arc_identifiers import IdentifierMap, demos_digest
 from trm_core.tasks.arc import ArcSymmetry, encode, parse_grid
@@ -112,18 +113,44 @@ class KnownTasks:
         return cls(identifiers.task_by_digest(), identifiers.rows_of(), identifiers)
 
 
-def check_limits(request: ArcSolveRequest, entry: ModelEntry, default_versions: int,
-                 max_versions: int) -> tuple[int, int]:
-    """(versions, max_steps) with defaults filled in; a 422 naming the allowed range."""
-    versions = default_versions if request.versions is None else request.versions
-    if not 1 <= versions <= max_versions:
-        raise invalid(f"versions must be between 1 and {max_versions}, got {versions}",
-                      ["versions"], allowed=[1, max_versions])
+def check_limits(request: ArcSolveRequest, entry: ModelEntry, settings: Settings
+                 ) -> tuple[int, int]:
+    """(versions, max_steps) with defaults filled in; a 422 naming the allowed range, or the
+    limit on pairs and test inputs (checked before any grid is parsed)."""
+    _check_count(len(request.train), settings.arc_max_pairs, "train", "demonstration pairs",
+                 "TRM_ARC_MAX_PAIRS")
+    _check_count(len(request.test), settings.arc_max_test_inputs, "test", "test inputs",
+                 "TRM_ARC_MAX_TEST_INPUTS")
+    versions = settings.arc_versions if request.versions is None else request.versions
+    if not 1 <= versions <= settings.arc_max_versions:
+        raise invalid(f"versions must be between 1 and {settings.arc_max_versions}, got "
+                      f"{versions}", ["versions"], allowed=[1, settings.arc_max_versions])
     max_steps = entry.max_steps if request.max_steps is None else request.max_steps
     if not 1 <= max_steps <= entry.max_steps:
         raise invalid(f"max_steps must be between 1 and {entry.max_steps} for {entry.id}, got "
                       f"{max_steps}", ["max_steps"], allowed=[1, entry.max_steps])
     return versions, max_steps
+
+
+def _check_count(count: int, limit: int, field: str, what: str, setting: str) -> None:
+    if count > limit:
+        raise invalid(f"{field} has {count} {what}; at most {limit} are allowed ({setting})",
+                      [field], limit=limit)
+
+
+def check_fit_size(plan: ArcPlan, grids: ArcGrids, max_examples: int) -> None:
+    """A 422 when adapting would fit more examples (demonstration pairs x versions) than
+    `max_examples`: a fit holds every example's carry at once."""
+    pairs = len(grids.demos)
+    examples = pairs * plan.versions
+    if plan.mode != "adapted" or examples <= max_examples:
+        return
+    most = max_examples // pairs
+    remedy = f"ask for at most {most} versions" if most else "send fewer demonstration pairs"
+    raise invalid(f"adapting this task would fit {pairs} demonstration pairs x {plan.versions} "
+                  f"versions = {examples} examples; at most {max_examples} are allowed "
+                  f"(TRM_ARC_MAX_EXAMPLES): {remedy}", ["versions" if most else "train"],
+                  limit=max_examples)
 
 
 def plan_request(request: ArcSolveRequest, entry: ModelEntry, grids: ArcGrids,

@@ -110,7 +110,8 @@ class ArcRun:
         on_progress = bridge.wrap(self._adapt_progress)
         started = time.monotonic()
         adapted, cached = await self.arc.adapt(self.entry, self.grids, self.plan.versions,
-                                               self.adapt_budget_s, on_progress, self._stopped)
+                                               self.adapt_budget_s, self.deadline, on_progress,
+                                               self._stopped)
         self.adapt_s = 0.0 if cached else time.monotonic() - started
         self._check()
         self.plan.symmetries, self.plan.rows = adapted.symmetries, adapted.rows

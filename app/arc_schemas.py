@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt
 
 EXAMPLE_TASK: dict[str, Any] = {"train": [{"input": [[1, 0], [0, 0]], "output": [[0, 1], [0, 0]]},
                           {"input": [[0, 0], [2, 0]], "output": [[0, 0], [0, 2]]}],
@@ -35,24 +35,28 @@ class ArcSolveRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [EXAMPLE_TASK]})
 
-    train: list[ArcPair] = Field(description="demonstration pairs, at least one")
-    test: list[ArcTestInput] = Field(description="test inputs to answer, at least one")
+    train: list[ArcPair] = Field(description="demonstration pairs, at least one, at most "
+                                             "TRM_ARC_MAX_PAIRS")
+    test: list[ArcTestInput] = Field(description="test inputs to answer, at least one, at most "
+                                                 "TRM_ARC_MAX_TEST_INPUTS")
     model: str | None = Field(None, description="model id 'name@version' or name; default per "
                                                 "task")
-    max_steps: int | None = Field(None, description="supervision steps per prediction, 1 .. "
-                                                    "the checkpoint's maximum (its default)")
+    max_steps: StrictInt | None = Field(None, description="supervision steps per prediction, "
+                                                          "1 .. the checkpoint's maximum (its "
+                                                          "default)")
     halting: Literal["auto", "never"] = Field(
         "never", description="never: every prediction runs max_steps, as the official "
                              "evaluation does; auto: stop when the halting head says so")
-    versions: int | None = Field(None, ge=1, description="augmented versions voted over per "
-                                                         "test input (default TRM_ARC_VERSIONS)")
-    adapt_budget_s: float | None = Field(
+    versions: StrictInt | None = Field(None, ge=1, description="augmented versions voted over "
+                                                               "per test input (default "
+                                                               "TRM_ARC_VERSIONS)")
+    adapt_budget_s: StrictFloat | None = Field(
         None, gt=0, description="seconds for test-time adaptation of a task the model never "
                                 "saw (capped by TRM_ARC_ADAPT_MAX_BUDGET_S)")
-    stream: bool = Field(False, description="answer with server-sent events (as does "
-                                            "Accept: text/event-stream)")
-    timeout_ms: int | None = Field(None, gt=0, description="deadline; may only lower the "
-                                                           "server's")
+    stream: StrictBool = Field(False, description="answer with server-sent events (as does "
+                                                  "Accept: text/event-stream)")
+    timeout_ms: StrictInt | None = Field(None, gt=0, description="deadline; may only lower the "
+                                                                 "server's")
 
 
 class ArcAttempt(BaseModel):
@@ -73,7 +77,8 @@ class ArcAdaptReport(BaseModel):
     seconds: float
     demo_exact: float = Field(description="fraction of demonstration examples answered "
                                           "exactly by their last finished run")
-    loss: float
+    loss: float | None = Field(description="mean per-example loss of the last step; null "
+                                              "when no step finished")
     examples: int
     versions: int
     stopped: str

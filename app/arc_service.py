@@ -6,9 +6,12 @@ drain work as for any solve) driven by an `ArcRun` task on the event loop, which
 engine jobs (versions x test inputs) to the model's engine beside other traffic. Fitted rows of
 adapted tasks are kept per (model, demonstrations digest, versions) in a small LRU.
 
-Fits run one at a time on a pool thread; `trm_core.arc_adapt` differentiates only the new rows,
-so the engine thread keeps stepping the same model meanwhile. Broker mode refuses ARC (501):
-its workers do not run adaptation or voting yet.
+Admission is the service's (`SolveService.admission`: 404, 503 draining or not ready) plus what
+an ARC request may cost: limits on pairs, test inputs, versions and fitted examples (422 naming
+the limit), and at most `TRM_ARC_MAX_QUEUE_SIZE` admitted, unfinished requests per model (503 +
+Retry-After). Fits run one at a time on a pool thread; `trm_core.arc_adapt` differentiates only
+the new rows, so the engine thread keeps stepping the same model meanwhile. Broker mode refuses
+ARC (501): its workers do not run adaptation or voting yet.
 """
 
 from __future__ import annotations
@@ -16,11 +19,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import OrderedDict, deque
+from collections import OrderedDict, defaultdict, deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from app.arc_request import ArcGrids, KnownTasks, check_limits, parse_task, plan_request
+from app import errors
+from app.arc_request import (
+    ArcGrids,
+    KnownTasks,
+    check_fit_size,
+    check_limits,
+    parse_task,
+    plan_request,
+)
 from app.arc_run import ArcRun
 from app.arc_schemas import ArcSolveRequest
 from app.errors import ApiError
@@ -34,6 +45,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 TASK = "arc"
 _ENDPOINT: dict[RecordKind, str] = {"solve": "solve", "job": "jobs", "mcp": "mcp"}
+_FIT_SHARE = 0.8  # of the time left before the deadline a fit may take; predictions need the rest
 
 
 class ArcService:
@@ -45,7 +57,8 @@ class ArcService:
         self._known: dict[str, KnownTasks | None] = {}
         self._adapted: OrderedDict[tuple[str, str, int], AdaptedTask] = OrderedDict()
         self._fit_lock: asyncio.Lock | None = None
-        self._runs: set[asyncio.Task[None]] = set()
+        # Admitted, unfinished requests per model: at most TRM_ARC_MAX_QUEUE_SIZE each.
+        self._runs: defaultdict[str, set[asyncio.Task[None]]] = defaultdict(set)
 
     # ------------------------------------------------------------------------- admission
 
@@ -55,21 +68,24 @@ class ArcService:
         endpoint = _ENDPOINT[kind]
         entry = self._entry(request.model, endpoint)
         try:
+            versions, max_steps = check_limits(request, entry, self.settings)
             grids = parse_task(request)
-            versions, max_steps = check_limits(request, entry, self.settings.arc_versions,
-                                               self.settings.arc_max_versions)
+            plan = plan_request(request, entry, grids, self._known_tasks(entry), versions,
+                                max_steps)
+            check_fit_size(plan, grids, self.settings.arc_max_examples)
         except ApiError:
             entry.metrics.finished(endpoint, "invalid")
             raise
-        plan = plan_request(request, entry, grids, self._known_tasks(entry), versions, max_steps)
+        runs = self._runs[entry.id]
+        if len(runs) >= self.settings.arc_max_queue_size:
+            self.service._reject(TASK, request.model, endpoint, "queue_full")
         store = self.service.store
         record = store.create(kind, TASK, entry.id, max_steps, request_id,
                               keep_events=keep_events)
         # accepted, adaptation progress (one per 10 fit steps), one per version, terminal
         record.events = deque(maxlen=plan.versions + self.settings.arc_adapt_max_steps // 10 + 8)
         deadline = self.service._deadline(kind, request.timeout_ms)
-        run = ArcRun(self, entry, record, grids, plan, deadline,
-                     self._budget(request, deadline))
+        run = ArcRun(self, entry, record, grids, plan, deadline, self._budget(request))
         self.service._inflight[record.id] = record
         self.service.cancel_hooks[record.id] = run.cancel
         store.publish(record, "solve.accepted", {
@@ -77,24 +93,18 @@ class ArcService:
             "queue_position": entry.engine.queue_depth, "max_steps": max_steps,
             "mode": plan.mode, "versions": plan.versions, "test_inputs": len(grids.tests)})
         task = asyncio.get_running_loop().create_task(run.execute(), name=f"arc:{record.id}")
-        self._runs.add(task)
-        task.add_done_callback(self._runs.discard)
+        runs.add(task)  # done callbacks run even for a task cancelled before it started
+        task.add_done_callback(runs.discard)
         return record
 
     def _entry(self, ref: str | None, endpoint: str) -> ModelEntry:
         """The ARC model to use: 404 without one (as for any task), 501 in broker mode, then
-        the usual checks."""
-        service = self.service
-        service.registry.require_task(TASK)
-        if service.remote is not None:
+        the admission every request passes."""
+        self.service.registry.require_task(TASK)
+        if self.service.remote is not None:
             raise ApiError(501, "not-implemented", "ARC tasks are not served in broker mode "
                            "(TRM_REDIS_URL) yet; run the service without a broker for them")
-        if service.draining or not service.started:
-            service._reject(TASK, ref, endpoint, "draining" if service.draining else "not_ready")
-        entry = service._resolve(TASK, ref)
-        if not entry.worker.alive:
-            service._reject(TASK, ref, endpoint, "not_ready")
-        return entry
+        return self.service.admission(TASK, ref, endpoint)
 
     def _known_tasks(self, entry: ModelEntry) -> KnownTasks | None:
         """The entry's sidecar indexed once (a million rows take a while to walk)."""
@@ -103,20 +113,22 @@ class ArcService:
             self._known[entry.id] = KnownTasks.of(table) if table is not None and dim else None
         return self._known[entry.id]
 
-    def _budget(self, request: ArcSolveRequest, deadline: float) -> float:
-        """Adaptation seconds: the request's (or the default), capped by the server's and by
-        most of the time left before the deadline (predictions need the rest)."""
+    def _budget(self, request: ArcSolveRequest) -> float:
+        """Adaptation seconds asked for: the request's (or the default), capped by the
+        server's."""
         asked = request.adapt_budget_s or self.settings.arc_adapt_budget_s
-        left = 0.8 * (deadline - time.monotonic())
-        return max(0.05, min(asked, self.settings.arc_adapt_max_budget_s, left))
+        return min(asked, self.settings.arc_adapt_max_budget_s)
 
     # ---------------------------------------------------------------------- adaptation
 
     async def adapt(self, entry: ModelEntry, grids: ArcGrids, versions: int, budget_s: float,
-                    on_progress: Callable[[dict[str, Any]], None],
+                    deadline: float, on_progress: Callable[[dict[str, Any]], None],
                     should_stop: Callable[[], bool]) -> tuple[AdaptedTask, bool]:
         """Fitted rows for the task and whether they came from the cache; one fit at a time.
-        `should_stop` is polled from the fitting thread after every step."""
+        The fit gets `budget_s`, or less once it may start: most of the time left before
+        `deadline` (predictions need the rest), a 504 when none is. `should_stop` is polled
+        from the fitting thread before every micro-batch, so a cancelled fit frees the lock
+        (and its memory) within one."""
         key = (entry.id, grids.digest, versions)
         if self._fit_lock is None:
             self._fit_lock = asyncio.Lock()
@@ -124,17 +136,21 @@ class ArcService:
             cached = self._cached(key)
             if cached is not None:
                 return cached, True
+            budget_s = min(budget_s, _FIT_SHARE * (deadline - time.monotonic()))
+            if budget_s <= 0:
+                raise errors.timeout("the deadline passed while earlier requests adapted")
             config = AdaptConfig(budget_s=budget_s, max_steps=self.settings.arc_adapt_max_steps,
-                                 seed=grids.seed)
+                                 seed=grids.seed,
+                                 micro_batch=self.settings.arc_adapt_micro_batch)
             adapted = await asyncio.to_thread(
                 fit_rows, entry.engine.model, grids.demos, grids.tests, versions, config,
                 autocast_dtype=entry.engine.autocast_dtype, on_progress=on_progress,
                 should_stop=should_stop)
-        log.info("adapted %s rows for task %s in %.2f s (%d steps, demo exact %.2f)", versions,
-                 grids.digest[:12], adapted.report.seconds, adapted.report.steps,
-                 adapted.report.demo_exact)
-        if adapted.report.stopped != "cancelled":
-            self._remember(key, adapted)
+        log.info("adapted %s rows for task %s in %.2f s (%d steps, stopped: %s, demo exact "
+                 "%.2f)", versions, grids.digest[:12], adapted.report.seconds,
+                 adapted.report.steps, adapted.report.stopped, adapted.report.demo_exact)
+        if adapted.report.stopped != "cancelled" and adapted.report.steps:
+            self._remember(key, adapted)  # a fit cut short before its first step is no fit
         return adapted, False
 
     def _cached(self, key: tuple[str, str, int]) -> AdaptedTask | None:

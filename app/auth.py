@@ -1,8 +1,9 @@
 """Optional API-key authentication as pure-ASGI middleware.
 
 Off unless `TRM_API_KEYS` lists keys. Clients send `Authorization: Bearer <key>` (OpenAI-style
-clients) or `X-API-Key: <key>`. Every route is guarded, `/mcp` included, except an explicit
-public list (probes, metrics, docs, the viewer page and its static files) and CORS preflight.
+clients) or `X-API-Key: <key>`. Every route is guarded, `/mcp` and `/metrics` included, except
+an explicit public list (probes, docs, the viewer page and its static files; `/metrics` too with
+`TRM_METRICS_PUBLIC`) and CORS preflight.
 Keys are kept only as SHA-256 digests and compared with `hmac.compare_digest` against every
 digest, so timing reveals neither a key nor which one matched.
 """
@@ -19,10 +20,17 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from app.errors import unauthorized
 from app.problems import send_problem
 
-PUBLIC_PATHS = frozenset({"/livez", "/readyz", "/healthz", "/metrics", "/docs",
-                          "/docs/oauth2-redirect", "/openapi.json", "/"})
+PUBLIC_PATHS = frozenset({"/livez", "/readyz", "/healthz", "/docs", "/docs/oauth2-redirect",
+                          "/openapi.json", "/"})
+METRICS_PATH = "/metrics"
 # The viewer's script and styles: the page must load before its user can enter a key.
 PUBLIC_PREFIXES = ("/static/", "/docs-assets/")
+
+
+def public_paths(metrics_public: bool) -> frozenset[str]:
+    """The paths open without a key. Metrics name the models, their load and the outcome of
+    every request, so they take a key unless the operator opens them (a scraper without one)."""
+    return (PUBLIC_PATHS | {METRICS_PATH}) if metrics_public else PUBLIC_PATHS
 
 
 def _digest(key: str) -> bytes:

@@ -33,6 +33,8 @@ GROUP = "workers"
 CANCEL_CHANNEL = f"{PREFIX}cancel"
 # Events kept per job stream: accepted + 16 steps + terminal, with room for one restart.
 EVENT_MAXLEN = 64
+# Dead-lettered jobs kept for inspection (approximate trim: the oldest go first).
+DEAD_LETTER_MAXLEN = 10_000
 TERMINAL_EVENTS = frozenset({"solve.completed", "solve.failed", "solve.cancelled"})
 
 
@@ -80,8 +82,9 @@ if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then
   won = 1
 end
 if ARGV[7] ~= '' then
-  redis.call('XACK', KEYS[4], ARGV[6], ARGV[7])
-  redis.call('XDEL', KEYS[4], ARGV[7])
+  -- pcall: after a Redis restart that lost the queue, the message (and its group) may be gone
+  redis.pcall('XACK', KEYS[4], ARGV[6], ARGV[7])
+  redis.pcall('XDEL', KEYS[4], ARGV[7])
 end
 return won
 """

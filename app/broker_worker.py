@@ -155,9 +155,14 @@ class BrokerWorker:
             log.warning("fault injection: dropping job %s", message.job_id)
             return
         if self.client.exists(broker.result_key(message.job_id)):
-            self.client.xack(broker.queue_key(entry.checkpoint.task, entry.id), broker.GROUP,
-                             message_id)
-            return  # finished (or cancelled) elsewhere: nothing to redo
+            # finished (or cancelled while queued) elsewhere: nothing to redo, and its message
+            # leaves the stream rather than staying there acked
+            stream = broker.queue_key(entry.checkpoint.task, entry.id)
+            pipe = self.client.pipeline(transaction=False)
+            pipe.xack(stream, broker.GROUP, message_id)
+            pipe.xdel(stream, message_id)
+            pipe.execute()
+            return
         cells = np.asarray(message.puzzle, dtype=np.int8)
         delivery = Delivery(message, message_id, entry, cells)
         job = Job(puzzle=cells, max_steps=message.max_steps,
@@ -218,7 +223,8 @@ class BrokerWorker:
         log.error("job %s failed on %d workers; dead-lettered", message.job_id, failed_on)
         dead: dict[Any, Any] = {**fields, "deliveries": str(failed_on),
                                 "message_id": message_id}
-        self.client.xadd(broker.dead_letter_key(message.task, message.model), dead)
+        self.client.xadd(broker.dead_letter_key(message.task, message.model), dead,
+                         maxlen=broker.DEAD_LETTER_MAXLEN, approximate=True)
         error = errors.internal(f"job failed on {failed_on} workers (delivered "
                                 f"{failed_on} times without an answer); moved to the "
                                 "dead-letter stream")
@@ -242,9 +248,41 @@ class BrokerWorker:
                     batch.append(self._out.get_nowait())
                 except queue.Empty:
                     break
-            self._publish(batch)
+            try:
+                self._publish(batch, stop)
+            except Exception:  # the thread must outlive any one batch, or every job hangs
+                log.exception("publishing %d event(s) failed", len(batch))
 
-    def _publish(self, batch: list[tuple[str, Delivery, Any]]) -> None:
+    def _publish(self, batch: list[tuple[str, Delivery, Any]], stop: threading.Event) -> None:
+        """Write a batch. When Redis is unreachable, step events are dropped (a reader sees a
+        gap, never a wrong step) and the terminal ones are retried with backoff until Redis
+        takes them: a result is never thrown away. Only a worker stopping for longer than its
+        shutdown timeout gives up, leaving those jobs pending for another worker to redo."""
+        try:
+            self._pipeline(batch).execute()
+            return
+        except redis.RedisError as exc:
+            log.warning("could not publish %d event(s) (%s); retrying the results", len(batch),
+                        exc)
+        finals = [item for item in batch if item[0] != "step"]
+        backoff, give_up_at = 0.2, None
+        while finals:
+            if stop.is_set():
+                give_up_at = give_up_at or time.monotonic() + self.settings.shutdown_timeout_s
+                if time.monotonic() >= give_up_at:
+                    log.error("stopping with %d unpublished result(s); their jobs stay pending "
+                              "for another worker", len(finals))
+                    return
+            time.sleep(backoff)
+            backoff = min(backoff * 2, _MAX_BACKOFF_S)
+            try:
+                self._pipeline(finals).execute()
+            except redis.RedisError:
+                continue
+            log.info("published %d result(s) after a Redis outage", len(finals))
+            return
+
+    def _pipeline(self, batch: list[tuple[str, Delivery, Any]]) -> Any:
         ttl = max(1, int(self.settings.job_ttl_s))
         pipe = self.client.pipeline(transaction=False)
         for kind, delivery, payload in batch:
@@ -263,12 +301,7 @@ class BrokerWorker:
             self._finish(keys=keys, args=args, client=pipe)
             if kind == "done":
                 self._cache(pipe, delivery, payload)
-        try:
-            pipe.execute()
-        except redis.RedisError as exc:
-            # Unacked jobs stay pending and are reclaimed and redone: lost events, never a lost
-            # or duplicated result.
-            log.warning("could not publish %d event(s): %s", len(batch), exc)
+        return pipe
 
     def _terminal(self, delivery: Delivery, result: JobResult) -> tuple[str, dict[str, Any]]:
         message = delivery.message

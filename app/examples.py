@@ -2,9 +2,12 @@
 README's and easy ones from the committed held-out test set), the first mazes of the committed
 maze test sets, and freshly generated puzzles of either task.
 
-Generation runs off the event loop, at most two at a time and with a bounded number of tries
-(Sudoku: digging attempts; mazes: carved mazes), so a burst of requests cannot starve the
-engines of CPU.
+Generation is pure Python, so in this process it would hold the interpreter lock for as long
+as it searches and starve the engines' threads. `ExampleGenerator` runs it in a small pool of
+other processes at the lowest CPU priority (started on the first request, stopped with the app;
+on a busy machine the engines' solves come first), admits a bounded number of generations at
+once (more get 503 + Retry-After), and each search has a bounded number of tries (Sudoku:
+digging attempts; mazes: carved mazes).
 """
 
 from __future__ import annotations
@@ -13,17 +16,24 @@ import asyncio
 import csv
 import functools
 import itertools
+import logging
+import multiprocessing
+import os
 import threading
 from collections.abc import Callable
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
+from app import errors
 from trm_core.tasks import maze, maze_generate
 from trm_core.tasks.sudoku import format_cells
 from trm_core.tasks.sudoku_generate import generate_of_difficulty
 
+log = logging.getLogger(__name__)
 Difficulty = Literal["easy", "medium", "hard"]
 # Hard puzzles take ~50 ms on one core; 200 attempts bound the rare unlucky draw.
 _MAX_ATTEMPTS = 200
@@ -32,8 +42,6 @@ _MAX_CARVES = 300
 # The committed maze test sets (absent from an installed wheel: then only generation is offered).
 MAZE_DATA = Path(__file__).resolve().parent.parent / "training" / "data"
 MAZES_PER_SET = 3
-# A thread semaphore, not an asyncio one: several apps (tests) run on different event loops.
-_PARALLEL = threading.BoundedSemaphore(2)
 
 SUDOKU_EXAMPLES: list[dict[str, Any]] = [
     {"name": "README example (32 givens)",
@@ -111,13 +119,79 @@ _GENERATORS: dict[str, Callable[[Difficulty, int | None], dict[str, Any]]] = {
     "sudoku": _sudoku, "maze": _maze}
 
 
-def _generate(task: str, difficulty: Difficulty, seed: int | None) -> dict[str, Any]:
-    with _PARALLEL:
-        return _GENERATORS[task](difficulty, seed)
-
-
-async def generate_example(task: str, difficulty: Difficulty,
-                           seed: int | None = None) -> dict[str, Any]:
+def generate(task: str, difficulty: Difficulty, seed: int | None) -> dict[str, Any]:
     """A fresh puzzle of `task` ("sudoku" or "maze") and `difficulty` with its unique
-    solution; raises RuntimeError if none was found in time."""
-    return await asyncio.to_thread(_generate, task, difficulty, seed)
+    solution; raises RuntimeError if none was found in time. Runs in a pool process."""
+    return _GENERATORS[task](difficulty, seed)
+
+
+def _lower_priority() -> None:
+    """Runs first in each pool process. When every core is busy, a CPU-bound search at normal
+    priority takes time slices from the engine thread; at the lowest it gets what is left."""
+    if hasattr(os, "nice"):
+        os.nice(19)
+
+
+class ExampleGenerator:
+    """`generate` in `workers` processes, at most `max_inflight` generations running or
+    waiting; `close()` stops the processes."""
+
+    def __init__(self, workers: int, max_inflight: int, retry_after_s: int) -> None:
+        self.workers = workers
+        self.max_inflight = max_inflight
+        self.retry_after_s = retry_after_s
+        # Released from the pool's thread when a generation ends, whether or not its client
+        # is still waiting, so the bound counts work the processes really have.
+        self._slots = threading.BoundedSemaphore(max_inflight)
+        self._pool: ProcessPoolExecutor | None = None
+
+    async def generate(self, task: str, difficulty: Difficulty,
+                       seed: int | None = None) -> dict[str, Any]:
+        """As `generate`; raises ApiError 503 when `max_inflight` generations are under way or
+        the pool broke (a process died; the next request starts a new one)."""
+        if not self._slots.acquire(blocking=False):
+            raise errors.unavailable(
+                "generator_busy", f"{self.max_inflight} example generations are running or "
+                "waiting; retry shortly", self.retry_after_s)
+        pool = self._executor()
+        try:
+            return await self._run(pool, task, difficulty, seed)
+        except BrokenProcessPool:
+            self._forget(pool)
+            raise errors.unavailable("generator_failed", "the example generator stopped; retry",
+                                     self.retry_after_s) from None
+
+    async def _run(self, pool: ProcessPoolExecutor, task: str, difficulty: Difficulty,
+                   seed: int | None) -> dict[str, Any]:
+        try:
+            future = pool.submit(generate, task, difficulty, seed)
+        except BaseException:
+            self._slots.release()
+            raise
+        future.add_done_callback(self._release)
+        return await asyncio.wrap_future(future)
+
+    def _forget(self, pool: ProcessPoolExecutor) -> None:
+        """A pool process died, which breaks the pool: the next request starts another."""
+        if self._pool is pool:
+            self._pool = None
+        pool.shutdown(wait=False, cancel_futures=True)
+
+    def _release(self, _: Future[dict[str, Any]]) -> None:
+        self._slots.release()
+
+    def _executor(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            # spawn: forking this process (torch, engine and server threads) is unsafe.
+            context = multiprocessing.get_context("spawn")
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=context,
+                                             initializer=_lower_priority)
+            log.info("example generator: %d process(es)", self.workers)
+        return self._pool
+
+    async def close(self) -> None:
+        """Stop the processes (a running generation finishes first; waiting ones are
+        dropped)."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)

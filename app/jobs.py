@@ -1,9 +1,16 @@
-"""Job records, their per-job event logs, live subscribers, and TTL cleanup of finished jobs.
+"""Job records, their per-job event logs, live subscribers, and the bounded store of finished
+jobs.
 
 Every admitted puzzle, from `POST /v1/solve` or `POST /v1/jobs`, becomes a `JobRecord`. Its event
 log is a ring of at most `max_steps + 2` events (accepted, one per step, one terminal), enough to
 replay a whole job to a reconnecting client. Only `POST /v1/jobs` records are addressable by id;
 solve records live as long as their request.
+
+Finished addressable jobs stay `ttl_s`, within two caps: their count and the bytes (as JSON) of
+their event logs. Over the byte cap the oldest logs shrink to their terminal event (which holds
+the result, so a poll still answers and a resumed stream still ends properly); over either cap
+after that, the oldest finished jobs are forgotten. Unfinished jobs are never touched: admission
+bounds them.
 
 Everything here runs on the event loop thread (the worker bridge guarantees it), so no locks.
 """
@@ -11,9 +18,10 @@ Everything here runs on the event loop thread (the worker bridge guarantees it),
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -90,12 +98,19 @@ def _iso(timestamp: float) -> str:
 
 
 class JobStore:
-    """Addressable jobs by id, event fan-out, and expiry `ttl_s` after they finish."""
+    """Addressable jobs by id, event fan-out, and the finished jobs' expiry (`ttl_s` after they
+    finish) and caps (`max_jobs`, `max_bytes`; None: no cap)."""
 
-    def __init__(self, ttl_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, ttl_s: float, clock: Callable[[], float] = time.monotonic, *,
+                 max_jobs: int | None = None, max_bytes: int | None = None) -> None:
         self.ttl_s = ttl_s
+        self.max_jobs = max_jobs
+        self.max_bytes = max_bytes
         self._clock = clock
         self._jobs: dict[str, JobRecord] = {}
+        self._finished: OrderedDict[str, int] = OrderedDict()  # id -> log bytes, oldest first
+        self._full_logs: OrderedDict[str, None] = OrderedDict()  # finished, log not yet shrunk
+        self.finished_bytes = 0
 
     def __len__(self) -> int:
         return len(self._jobs)
@@ -117,7 +132,8 @@ class JobStore:
 
     def forget(self, record: JobRecord) -> None:
         """Drop a record the engine never accepted."""
-        self._jobs.pop(record.id, None)
+        if self._jobs.get(record.id) is record:
+            self._drop(record.id)
 
     def publish(self, record: JobRecord, name: str, data: dict[str, Any],
                 event_id: int | None = None) -> Event:
@@ -147,6 +163,8 @@ class JobStore:
             queue.put_nowait(None)  # end of stream
         record.subscribers.clear()
         record.done.set()
+        if self._jobs.get(record.id) is record:
+            self._keep_finished(record)
         return True
 
     def subscribe(self, record: JobRecord,
@@ -167,14 +185,57 @@ class JobStore:
     def sweep(self) -> int:
         """Forget addressable jobs that finished more than `ttl_s` ago; returns how many."""
         cutoff = self._clock() - self.ttl_s
-        expired = [job_id for job_id, record in self._jobs.items()
-                   if record.finished_mono is not None and record.finished_mono <= cutoff]
-        for job_id in expired:
-            del self._jobs[job_id]
-        return len(expired)
+        expired = 0
+        for job_id in list(self._finished):  # oldest first: stop at the first one to keep
+            finished = self._jobs[job_id].finished_mono
+            if finished is not None and finished > cutoff:
+                break
+            self._drop(job_id)
+            expired += 1
+        return expired
+
+    # ----------------------------------------------------------------------- finished caps
+
+    def _keep_finished(self, record: JobRecord) -> None:
+        size = _log_bytes(record)
+        self._finished[record.id] = size
+        self._full_logs[record.id] = None
+        self.finished_bytes += size
+        self._enforce_caps()
+
+    def _enforce_caps(self) -> None:
+        """Shrink the oldest logs while over the byte cap, then forget the oldest jobs while
+        over either cap; the job that finished last is always kept."""
+        while self._over_bytes() and self._full_logs:
+            job_id, _ = self._full_logs.popitem(last=False)
+            self._shrink(self._jobs[job_id])
+        while len(self._finished) > 1 and (self._over_bytes() or (
+                self.max_jobs is not None and len(self._finished) > self.max_jobs)):
+            self._drop(next(iter(self._finished)))
+
+    def _over_bytes(self) -> bool:
+        return self.max_bytes is not None and self.finished_bytes > self.max_bytes
+
+    def _shrink(self, record: JobRecord) -> None:
+        """Keep only the terminal event: what a poll and a resumed stream need."""
+        record.events = deque(list(record.events)[-1:], maxlen=record.events.maxlen)
+        size = _log_bytes(record)
+        self.finished_bytes += size - self._finished[record.id]
+        self._finished[record.id] = size
+
+    def _drop(self, job_id: str) -> None:
+        del self._jobs[job_id]
+        self.finished_bytes -= self._finished.pop(job_id, 0)
+        self._full_logs.pop(job_id, None)
 
     async def sweep_forever(self, interval_s: float) -> None:
         """Background task: sweep every `interval_s` seconds until cancelled."""
         while True:
             await asyncio.sleep(interval_s)
             self.sweep()
+
+
+def _log_bytes(record: JobRecord) -> int:
+    """The size of a record's event log as JSON (its terminal event holds the result)."""
+    return sum(len(json.dumps(event.data, separators=(",", ":"), default=str))
+               for event in record.events)

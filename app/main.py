@@ -19,14 +19,15 @@ from mcp.server.fastmcp import FastMCP
 from starlette.middleware import Middleware
 
 import trm_core
-from app.auth import ApiKeyMiddleware
+from app.auth import ApiKeyMiddleware, public_paths
+from app.examples import ExampleGenerator
 from app.jobs import JobStore
 from app.mcp_server import build_mcp
 from app.metrics import Metrics
-from app.middleware import BodyGuardMiddleware, RequestContextMiddleware
+from app.middleware import BodyGuardMiddleware, HostGuardMiddleware, RequestContextMiddleware
 from app.problems import install_problem_handlers
 from app.registry import ModelRegistry
-from app.routes import arc, docs, examples, health, jobs, models, solve, tools, viewer
+from app.routes import arc, bundles, docs, examples, health, jobs, models, solve, tools, viewer
 from app.service import SolveService
 from app.settings import Settings
 
@@ -39,9 +40,11 @@ its resumable event stream. Errors are RFC 9457 `application/problem+json`.
 
 
 def _lifespan(service: SolveService, mcp: FastMCP,  # type: ignore[type-arg]
+              examples: ExampleGenerator,
               ) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
-    """Start-up in the background, job expiry while serving, drain on the way out; the MCP
-    session manager's task group must run for as long as the app serves `/mcp`."""
+    """Start-up in the background, job expiry while serving, drain on the way out (the
+    example generator's processes stop too); the MCP session manager's task group must run
+    for as long as the app serves `/mcp`."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -54,6 +57,7 @@ def _lifespan(service: SolveService, mcp: FastMCP,  # type: ignore[type-arg]
                 yield
         finally:
             await service.drain()
+            await examples.close()
             for task in (sweeper, startup):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -69,8 +73,13 @@ def _remote_jobs(settings: Settings, metrics: Metrics, service: SolveService) ->
     from app.remote import RemoteJobs
 
     assert settings.redis_url is not None
-    client = aioredis.Redis.from_url(settings.redis_url, decode_responses=True,
-                                     socket_connect_timeout=2.0, socket_timeout=10.0)
+    # A bounded pool that makes a caller wait for a free connection instead of failing: jobs
+    # in flight share one event reader, so their count no longer sets the connection count.
+    pool = aioredis.BlockingConnectionPool.from_url(
+        settings.redis_url, max_connections=settings.redis_max_connections, timeout=10,
+        decode_responses=True, socket_connect_timeout=2.0, socket_timeout=10.0,
+        client_name="trm-api")
+    client = aioredis.Redis.from_pool(pool)  # closing the client closes the pool
     log.info("broker mode: jobs go through %s", settings.redis_url.split("@")[-1])
     return RemoteJobs(settings, client, metrics, service._on_remote_event)
 
@@ -80,28 +89,37 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     metrics = Metrics()
     registry = ModelRegistry(settings, metrics)
-    service = SolveService(settings, registry, JobStore(settings.job_ttl_s), metrics)
+    store = JobStore(settings.job_ttl_s, max_jobs=settings.job_store_max_jobs,
+                     max_bytes=settings.job_store_max_bytes)
+    service = SolveService(settings, registry, store, metrics)
     if settings.redis_url:
         service.remote = _remote_jobs(settings, metrics, service)
     keys = [key.get_secret_value() for key in settings.api_keys]
     middleware = [
-        # Outermost first: the id exists before auth or size checks can answer.
+        # Outermost first: the id exists before the host, auth or body checks can answer.
         Middleware(RequestContextMiddleware),
-        Middleware(ApiKeyMiddleware, keys=keys, problem_base_uri=settings.problem_base_uri),
-        Middleware(BodyGuardMiddleware, max_bytes=settings.max_body_bytes,
+        Middleware(HostGuardMiddleware, allowed_hosts=settings.allowed_hosts,
                    problem_base_uri=settings.problem_base_uri),
+        Middleware(ApiKeyMiddleware, keys=keys, problem_base_uri=settings.problem_base_uri,
+                   public_paths=public_paths(settings.metrics_public)),
+        Middleware(BodyGuardMiddleware, max_bytes=settings.max_body_bytes,
+                   problem_base_uri=settings.problem_base_uri,
+                   timeout_s=settings.request_body_timeout_s),
     ]
     mcp = build_mcp(service, settings)
+    examples_generator = ExampleGenerator(settings.generate_workers,
+                                          settings.generate_max_inflight, settings.retry_after_s)
     mcp_routes = mcp.streamable_http_app().routes  # creates the session manager
     # /docs is ours (app/routes/docs.py): its assets come from a package, not a CDN.
     app = FastAPI(title="trm-serve", version=trm_core.__version__, description=DESCRIPTION,
-                  lifespan=_lifespan(service, mcp), middleware=middleware, docs_url=None,
-                  redoc_url=None)
+                  lifespan=_lifespan(service, mcp, examples_generator), middleware=middleware,
+                  docs_url=None, redoc_url=None)
     app.state.settings = settings
     app.state.service = service
+    app.state.examples = examples_generator
     install_problem_handlers(app, settings.problem_base_uri)
     # arc first: its /v1/solve/arc must win over the generic /v1/solve/{task}
-    for module in (arc, solve, jobs, models, health, examples, tools, viewer, docs):
+    for module in (arc, solve, jobs, models, bundles, health, examples, tools, viewer, docs):
         app.include_router(module.router)
     app.state.mcp = mcp
     # The MCP endpoint as a plain route at /mcp (a Mount would redirect /mcp to /mcp/).

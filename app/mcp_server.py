@@ -47,9 +47,12 @@ SolveToolResult = Annotated[CallToolResult, SolveResult]
 
 
 def transport_security(settings: Settings) -> TransportSecuritySettings:
-    """The SDK's DNS-rebinding guard answers 421 to any Host it does not know, so the allowed
-    hosts come from settings (compose service names, a public hostname); "*" turns it off."""
-    hosts = list(settings.mcp_allowed_hosts)
+    """The SDK's DNS-rebinding guard answers 421 to any Host it does not know (and 403 to an
+    unknown Origin), so it gets the hosts the whole app accepts (app/middleware.py checks them
+    first); "*" turns it off."""
+    hosts = list(settings.allowed_hosts)
+    # The SDK reads `name:*` as "some port"; the app's guard also lets it mean "no port".
+    hosts += [host.removesuffix(":*") for host in hosts if host.endswith(":*")]
     if "*" in hosts:
         return TransportSecuritySettings(enable_dns_rebinding_protection=False)
     origins = [f"{scheme}://{host}" for host in hosts for scheme in ("http", "https")]

@@ -2,8 +2,11 @@
 
 - `RequestContextMiddleware`: gives every request an id (the client's `X-Request-ID` when it is
   sane) and echoes it on every response, errors and streams included.
+- `HostGuardMiddleware`: answers 421 to a `Host` the service was not told it serves, so a web
+  page whose name was rebound to this address (DNS rebinding) cannot reach it from a browser.
 - `BodyGuardMiddleware`: refuses bodies over the size limit (413) by `Content-Length` and by
-  counting what actually arrives, and non-JSON bodies (415), then replays the body to the app.
+  counting what actually arrives, and non-JSON bodies (415), gives the whole body a deadline
+  (408, connection closed), then replays the body to the app.
 
 Both are pure ASGI (not `BaseHTTPMiddleware`) so streaming responses and disconnects pass through
 untouched.
@@ -11,8 +14,10 @@ untouched.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import uuid
+from collections.abc import Iterable
 from typing import Any
 
 from starlette.datastructures import Headers
@@ -50,13 +55,66 @@ class RequestContextMiddleware:
         await self.app(scope, receive, send_with_id)
 
 
-class BodyGuardMiddleware:
-    """413 for bodies over `max_bytes`, 415 for bodies that are not JSON."""
+def split_host(value: str) -> tuple[str, str | None]:
+    """(name, port) of a `Host` header or an allowed-hosts entry, lower-cased; an IPv6 literal
+    keeps its brackets: `[::1]:8000` -> (`[::1]`, `8000`)."""
+    value = value.strip().lower()
+    if value.startswith("["):
+        name, _, rest = value.partition("]")
+        return f"{name}]", rest[1:] if rest.startswith(":") else None
+    name, colon, port = value.rpartition(":")
+    return (name, port) if colon else (value, None)
 
-    def __init__(self, app: ASGIApp, max_bytes: int, problem_base_uri: str) -> None:
+
+class HostPolicy:
+    """Which `Host` headers are ours: `name:port` exactly, `name:*` with any port or none,
+    `name` without a port; `*` accepts every host."""
+
+    def __init__(self, allowed: Iterable[str]) -> None:
+        entries = [entry.strip() for entry in allowed if entry.strip()]
+        self.any = "*" in entries
+        self.patterns = {split_host(entry) for entry in entries}
+
+    def allows(self, host: str | None) -> bool:
+        if self.any:
+            return True
+        if not host:
+            return False
+        name, port = split_host(host)
+        return (name, port) in self.patterns or (name, "*") in self.patterns
+
+
+class HostGuardMiddleware:
+    """421 Misdirected Request for a `Host` outside the allowed list."""
+
+    def __init__(self, app: ASGIApp, allowed_hosts: Iterable[str], problem_base_uri: str) -> None:
+        self.app = app
+        self.policy = HostPolicy(allowed_hosts)
+        self.base_uri = problem_base_uri
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":  # the app has no websocket routes
+            await self.app(scope, receive, send)
+            return
+        host = Headers(scope=scope).get("host")
+        if self.policy.allows(host):
+            await self.app(scope, receive, send)
+            return
+        error = ApiError(421, "misdirected-request", f"this service does not answer to host "
+                         f"{host!r}; its operator lists the names it serves in TRM_ALLOWED_HOSTS")
+        await send_problem(scope, send, error, self.base_uri)
+
+
+class BodyGuardMiddleware:
+    """413 for bodies over `max_bytes`, 415 for bodies that are not JSON, 408 for bodies that
+    take longer than `timeout_s` to arrive."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int, problem_base_uri: str,
+                 timeout_s: float = 30.0) -> None:
         self.app = app
         self.max_bytes = max_bytes
         self.base_uri = problem_base_uri
+        self.timeout_s = timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] not in _BODY_METHODS:
@@ -65,7 +123,7 @@ class BodyGuardMiddleware:
         headers = Headers(scope=scope)
         try:
             self._check_declared_length(headers.get("content-length"))
-            body = await self._read_body(receive)
+            body = await self._read_body_in_time(receive)
             if body:
                 self._check_content_type(headers.get("content-type", ""))
         except ApiError as error:
@@ -86,6 +144,16 @@ class BodyGuardMiddleware:
             raise ApiError(400, "bad-request", f"invalid Content-Length {value!r}") from None
         if declared > self.max_bytes:
             raise self._too_large(str(declared))
+
+    async def _read_body_in_time(self, receive: Receive) -> bytes:
+        """The body within the deadline: a client that trickles it (or sends less than it
+        declared) would otherwise hold its connection and this task for as long as it likes."""
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                return await self._read_body(receive)
+        except TimeoutError:
+            raise ApiError(408, "request-timeout", f"the request body did not arrive within "
+                           f"{self.timeout_s:g} s", headers={"Connection": "close"}) from None
 
     async def _read_body(self, receive: Receive) -> bytes:
         """The whole body, refusing it as soon as it grows past the limit (chunked uploads

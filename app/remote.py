@@ -3,9 +3,12 @@
 `RemoteJobs` replaces the in-process engine behind `SolveService` when `TRM_REDIS_URL` is set.
 Admission stays synchronous: a watcher task refreshes Redis reachability, the models that live
 workers announce and each model's queue depth twice a second, and `refusal` answers from that
-snapshot. The Redis writes of a job (and the cache lookup) then run in a task per job, which
-also follows the job's event stream `trm:ev:{job}` and hands every event to the service, so sync
-solves, POST streams and job event streams on any replica read the same events.
+snapshot. The Redis writes of a job (and the cache lookup) then run in a task per job. Events
+come back through one `EventReader` per replica: a single blocking XREAD over the event streams
+`trm:ev:{job}` of every job it follows, handing each event to the service, so following a
+thousand jobs costs one Redis connection, and sync solves, POST streams and job event streams on
+any replica read the same events. A followed job whose state vanished from Redis (a restart
+without persistence) fails within seconds instead of waiting out its deadline.
 
 Boundaries: asyncio redis-py only; no FastAPI. Job state lives in the service's `JobRecord`s;
 this module only moves events between Redis and the `deliver` callback.
@@ -18,6 +21,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -35,8 +39,125 @@ from trm_core.engine import JobResult
 log = logging.getLogger(__name__)
 Deliver = Callable[[JobRecord, str, dict[str, Any], int | None], None]
 _WATCH_EVERY_S = 0.5
-_READ_BLOCK_MS = 2000
+# A new follower waits at most this long for the reader's current XREAD to return.
+_READ_BLOCK_MS = 100
+_READ_COUNT = 100
 _FOLLOW_MARGIN_S = 10.0
+# A followed job whose event stream and result are both missing this long (two checks at least
+# this far apart) is lost: Redis restarted without its data.
+_LOST_AFTER_S = 5.0
+
+
+@dataclass
+class _Followed:
+    record: JobRecord
+    last: str
+    end: float
+    done: asyncio.Future[None]
+    missing_since: float | None = None
+
+
+class EventReader:
+    """Follows many jobs' event streams with one blocking XREAD at a time (one connection).
+
+    `follow` registers a job and waits until its terminal event arrived or its time is up; the
+    reader task delivers every event in stream order, per job, exactly as it was written."""
+
+    def __init__(self, client: aioredis.Redis, deliver: Deliver) -> None:
+        self.client = client
+        self.deliver = deliver
+        self._followed: dict[str, _Followed] = {}
+        self._wake = asyncio.Event()
+        self._next_check = 0.0
+
+    def __len__(self) -> int:
+        return len(self._followed)
+
+    async def follow(self, record: JobRecord, last: str, end: float) -> None:
+        """Deliver `record`'s events after stream id `last` until its terminal event or the
+        monotonic time `end` (or until its state is found lost); the caller checks
+        `record.terminal` afterwards."""
+        key = broker.events_key(record.id)
+        if key in self._followed:  # already followed (a second waiter): wait for the same end
+            await asyncio.shield(self._followed[key].done)
+            return
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._followed[key] = _Followed(record, last, end, done)
+        self._wake.set()
+        try:
+            await done
+        finally:
+            if self._followed.get(key) is not None and self._followed[key].done is done:
+                del self._followed[key]
+
+    async def run(self) -> None:
+        """The reader task: forever, one XREAD over every followed stream."""
+        while True:
+            if not self._followed:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            try:
+                await self._read_once()
+                await self._check_lost()
+            except (RedisError, OSError) as exc:
+                log.debug("reading job events failed (%s); retrying", exc)
+                await asyncio.sleep(0.5)
+            except Exception:  # the reader must outlive any one bad reply, or every job hangs
+                log.exception("reading job events failed")
+                await asyncio.sleep(0.5)
+            self._expire()
+
+    async def _read_once(self) -> None:
+        streams: dict[Any, Any] = {key: f.last for key, f in self._followed.items()}
+        reply: Any = await self.client.xread(streams, count=_READ_COUNT, block=_READ_BLOCK_MS)
+        for key, entries in reply or []:
+            followed = self._followed.get(key)
+            if followed is None:
+                continue
+            for event_id, fields in entries:
+                followed.last = event_id
+                name, data, sse_id = broker.decode_event(fields)
+                self.deliver(followed.record, name, data, sse_id)
+            followed.missing_since = None
+            if followed.record.terminal:
+                self._finish(key)
+
+    async def _check_lost(self) -> None:
+        """Every few seconds: jobs whose event stream and result are both gone are lost."""
+        now = time.monotonic()
+        if now < self._next_check:
+            return
+        self._next_check = now + _LOST_AFTER_S / 2
+        keys = list(self._followed)
+        pipe = self.client.pipeline(transaction=False)
+        for key in keys:
+            job_id = self._followed[key].record.id
+            pipe.exists(key, broker.result_key(job_id))
+        counts = await pipe.execute()
+        for key, count in zip(keys, counts, strict=True):
+            followed = self._followed.get(key)
+            if followed is None or followed.record.terminal:
+                continue
+            if count:
+                followed.missing_since = None
+            elif followed.missing_since is None:
+                followed.missing_since = now
+            elif now - followed.missing_since >= _LOST_AFTER_S:
+                log.warning("job %s is gone from Redis (restarted without its data)",
+                            followed.record.id)
+                self._finish(key)
+
+    def _expire(self) -> None:
+        now = time.monotonic()
+        for key, followed in list(self._followed.items()):
+            if followed.record.terminal or now >= followed.end:
+                self._finish(key)
+
+    def _finish(self, key: str) -> None:
+        followed = self._followed.pop(key, None)
+        if followed is not None and not followed.done.done():
+            followed.done.set_result(None)
 
 
 class RemoteJobs:
@@ -57,7 +178,11 @@ class RemoteJobs:
         self._entries: dict[str, ModelEntry] = {}
         self._finish = client.register_script(broker.FINISH_SCRIPT)
         self._tasks: set[asyncio.Task[None]] = set()
-        self._enqueued: dict[str, asyncio.Event] = {}
+        self.reader = EventReader(client, deliver)
+        self._reader_task: asyncio.Task[None] | None = None
+        # Jobs of POST /v1/jobs on their way to Redis: True once queued, False when they could
+        # not get there (their 202 waits for it; read, and dropped, by wait_enqueued).
+        self._enqueued: dict[str, asyncio.Future[bool]] = {}
 
     # ------------------------------------------------------------------------ health
 
@@ -124,7 +249,8 @@ class RemoteJobs:
     def submit(self, record: JobRecord, entry: ModelEntry, message: broker.JobMessage,
                cells: np.ndarray) -> None:
         """Enqueue (or answer from the cache) and follow the job, in a task of its own."""
-        self._enqueued[record.id] = asyncio.Event()
+        if record.kind == "job":
+            self._enqueued[record.id] = asyncio.get_running_loop().create_future()
         self._spawn(self._run(record, entry, message, cells), record.id)
 
     def _spawn(self, coro: Any, name: str) -> None:
@@ -145,29 +271,35 @@ class RemoteJobs:
             cached = await self._lookup(record, entry, message, cells)
             await self._enqueue(record, entry, message, cached)
         except (RedisError, OSError) as exc:
-            self._mark_enqueued(record.id)
+            self._mark_enqueued(record.id, False)
             log.warning("could not enqueue %s: %s", record.id, exc)
             problem = errors.unavailable("broker", "the job queue is unreachable; retry later",
                                          self.settings.retry_after_s)
             self.deliver(record, "solve.failed", problem.to_problem(
                 record.request_id, self.settings.problem_base_uri), None)
             return
-        self._mark_enqueued(record.id)
+        self._mark_enqueued(record.id, True)
         await self.follow(record, "0-0", message.remaining_s())
 
-    def _mark_enqueued(self, job_id: str) -> None:
-        event = self._enqueued.pop(job_id, None)
-        if event is not None:
-            event.set()
+    def _mark_enqueued(self, job_id: str, queued: bool) -> None:
+        waiter = self._enqueued.get(job_id)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(queued)
 
-    async def wait_enqueued(self, job_id: str, timeout_s: float = 10.0) -> None:
-        """Until the job is in Redis (or failed to get there), so a 202 means any replica can
-        find it."""
-        event = self._enqueued.get(job_id)
-        if event is not None:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(timeout_s):
-                    await event.wait()
+    async def wait_enqueued(self, job_id: str, timeout_s: float = 10.0) -> bool:
+        """Wait until the job is in Redis, so a 202 means any replica can find it; False when
+        it could not get there (nothing of it was queued). After `timeout_s` it is still on
+        its way: True, and a later failure arrives as its terminal event."""
+        waiter = self._enqueued.get(job_id)
+        if waiter is None:
+            return True
+        try:
+            async with asyncio.timeout(timeout_s):
+                return await waiter
+        except TimeoutError:
+            return True
+        finally:
+            self._enqueued.pop(job_id, None)
 
     async def _lookup(self, record: JobRecord, entry: ModelEntry, message: broker.JobMessage,
                       cells: np.ndarray) -> dict[str, Any] | None:
@@ -220,30 +352,27 @@ class RemoteJobs:
 
     async def follow(self, record: JobRecord, last: str, remaining_s: float) -> None:
         """Deliver the job's events after stream id `last` until its terminal event. A job no
-        worker finished long after its deadline (every worker gone) fails with a 504."""
+        worker finished long after its deadline (every worker gone) fails with a 504; one whose
+        state vanished from Redis fails at once with a 503 (submit it again)."""
+        if self._reader_task is None or self._reader_task.done():
+            self._reader_task = asyncio.get_running_loop().create_task(
+                self.reader.run(), name="trm-events")
         budget = (max(0.0, remaining_s) + self.settings.reclaim_idle_s *
                   self.settings.max_deliveries + _FOLLOW_MARGIN_S)
         end = time.monotonic() + budget
-        key = broker.events_key(record.id)
-        while not record.terminal and time.monotonic() < end:
-            block = int(max(1.0, min(_READ_BLOCK_MS, (end - time.monotonic()) * 1000)))
-            try:
-                reply: Any = await self.client.xread({key: last}, count=100, block=block)
-            except (RedisError, OSError) as exc:
-                log.debug("reading %s failed (%s); retrying", key, exc)
-                await asyncio.sleep(0.5)
-                continue
-            for _, entries in reply or []:
-                for event_id, fields in entries:
-                    last = event_id
-                    name, data, sse_id = broker.decode_event(fields)
-                    self.deliver(record, name, data, sse_id)
+        await self.reader.follow(record, last, end)
         if not record.terminal:
-            await self._give_up(record)
+            lost = time.monotonic() < end
+            await self._give_up(record, lost)
 
-    async def _give_up(self, record: JobRecord) -> None:
-        problem = errors.timeout("no worker finished the job in time").to_problem(
-            record.request_id, self.settings.problem_base_uri)
+    async def _give_up(self, record: JobRecord, lost: bool) -> None:
+        if lost:
+            error = errors.unavailable("broker", "the job queue lost this job (Redis restarted "
+                                       "without its data); submit it again",
+                                       self.settings.retry_after_s)
+        else:
+            error = errors.timeout("no worker finished the job in time")
+        problem = error.to_problem(record.request_id, self.settings.problem_base_uri)
         with contextlib.suppress(RedisError, OSError):
             await self._finish_remote(record, "solve.failed", problem)
         self.deliver(record, "solve.failed", problem, None)
@@ -299,7 +428,8 @@ class RemoteJobs:
         self._spawn(run(), f"cancel:{record.id}")
 
     async def close(self) -> None:
-        for task in list(self._tasks):
+        tasks = [*self._tasks, *([self._reader_task] if self._reader_task else [])]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         await self.client.aclose()

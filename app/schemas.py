@@ -2,13 +2,27 @@
 
 Range checks that depend on the chosen checkpoint (`max_steps`, `attempts`) happen in the service,
 which knows the limits and names them in its 422 answers; the schemas check shape and types.
+Numbers and flags in requests are strict: `true` is no integer and `"16"` no number, so a
+client's type mistake is a 422 naming the field rather than a guess.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from http import HTTPStatus
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    field_validator,
+    model_validator,
+)
+
+from app.arc_schemas import ArcResult
 
 Halting = Literal["auto", "never"]
 EXAMPLE_PUZZLE = (
@@ -30,37 +44,39 @@ class SolveRequest(BaseModel):
                                                      "blank; maze: characters or codes 1-4)")
     model: str | None = Field(None, description="model id 'name@version' or name; default per "
                                                 "task")
-    max_steps: int | None = Field(None, description="1 .. the checkpoint's max supervision steps "
-                                                    "(its default)")
+    max_steps: StrictInt | None = Field(None, description="1 .. the checkpoint's max supervision "
+                                                          "steps (its default)")
     halting: Halting | None = Field(None, description="auto (default): stop early only once the "
                                                       "answer verifies and the halting head "
                                                       "agrees or the answer stopped changing "
                                                       "(tasks that cannot check answers: when "
                                                       "the halting head says so); never: run "
                                                       "max_steps, as the paper evaluates")
-    early_stop: bool | None = Field(None, description="older spelling of halting: true = auto, "
-                                                      "false = never")
-    attempts: int | None = Field(None, description="parallel attempts (test-time search), "
-                                                   "1 .. TRM_MAX_ATTEMPTS")
-    latent_noise: float = Field(0.0, ge=0.0, le=1.0,
-                                description="with attempts > 1: standard deviation of noise "
-                                            "added to the starting latent z of every attempt "
-                                            "but the first, so they explore different "
-                                            "trajectories besides their symmetric views")
-    budget_steps: int | None = Field(
+    early_stop: StrictBool | None = Field(None, description="older spelling of halting: true = "
+                                                            "auto, false = never")
+    attempts: StrictInt | None = Field(None, description="parallel attempts (test-time search), "
+                                                         "1 .. TRM_MAX_ATTEMPTS")
+    latent_noise: StrictFloat = Field(0.0, ge=0.0, le=1.0,
+                                      description="with attempts > 1: standard deviation of "
+                                                  "noise added to the starting latent z of every "
+                                                  "attempt but the first, so they explore "
+                                                  "different trajectories besides their "
+                                                  "symmetric views")
+    budget_steps: StrictInt | None = Field(
         None, ge=0, description="verified search: slot-steps (supervision steps x attempts) the "
                                 "service may spend when the first pass does not verify, in "
                                 "rounds of symmetric attempts that keep the model's most "
                                 "confident rule-abiding cells; 0 = the single pass only; "
                                 "default TRM_SEARCH_BUDGET_STEPS, at most TRM_MAX_BUDGET_STEPS")
-    seed: int | None = Field(None, ge=0, le=2**31 - 1,
-                             description="seeds the attempts' symmetries and noise: identical "
-                                         "requests give identical answers (default 0)")
-    return_steps: bool = Field(False, description="include the per-step trajectory")
-    stream: bool = Field(False, description="answer with server-sent events (as does "
-                                            "Accept: text/event-stream)")
-    timeout_ms: int | None = Field(None, gt=0, description="deadline; may only lower the "
-                                                           "server's")
+    seed: StrictInt | None = Field(None, ge=0, le=2**31 - 1,
+                                   description="seeds the attempts' symmetries and noise: "
+                                               "identical requests give identical answers "
+                                               "(default 0)")
+    return_steps: StrictBool = Field(False, description="include the per-step trajectory")
+    stream: StrictBool = Field(False, description="answer with server-sent events (as does "
+                                                  "Accept: text/event-stream)")
+    timeout_ms: StrictInt | None = Field(None, gt=0, description="deadline; may only lower the "
+                                                                 "server's")
 
     @field_validator("puzzle", mode="before")
     @classmethod
@@ -226,6 +242,10 @@ class Problem(BaseModel):
     retry_after_s: int | None = None
 
 
+# A job's result is the body its task's solve route answers with; both carry `object`.
+JobResult = Annotated[SolveResult | ArcResult, Field(discriminator="object")]
+
+
 class JobObject(BaseModel):
     id: str
     object: Literal["job"] = "job"
@@ -234,7 +254,9 @@ class JobObject(BaseModel):
     model: str
     created_at: str
     finished_at: str | None = None
-    result: SolveResult | None = None
+    result: JobResult | None = Field(
+        None, description="once succeeded: the body the task's solve route answers with "
+                          "(arc: an ARC result), told apart by `object`")
     error: Problem | None = None
 
 
@@ -275,7 +297,12 @@ class Readiness(BaseModel):
     checks: dict[str, str]
 
 
+# Problems are sent as application/problem+json, so the document gives their schema there (a
+# `model` here would file it under application/json, which is never sent). Problem is among the
+# components through JobObject.error.
 PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
-    status: {"model": Problem, "content": {"application/problem+json": {}}}
-    for status in (400, 401, 404, 409, 413, 415, 422, 500, 503, 504)
+    status: {"description": HTTPStatus(status).phrase,
+             "content": {"application/problem+json": {
+                 "schema": {"$ref": "#/components/schemas/Problem"}}}}
+    for status in (400, 401, 404, 408, 409, 413, 415, 421, 422, 500, 503, 504)
 }

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import uvicorn
 from fastapi import FastAPI
 
+from app.connections import ConnectionLimits, guarded_protocol
 from app.main import create_app
 from app.service import SolveService
 from app.settings import Settings
@@ -47,8 +48,12 @@ class DrainingServer(uvicorn.Server):
 
 def build_server(app: FastAPI, settings: Settings, host: str, port: int,
                  log_level: str | None = None, access_log: bool = True) -> DrainingServer:
-    """One uvicorn worker (batches must not be split across processes) serving `app`."""
+    """One uvicorn worker (batches must not be split across processes) serving `app`, with the
+    connection cap and header deadline from `settings` (app/connections.py)."""
+    limits = ConnectionLimits(settings.max_connections, settings.request_header_timeout_s,
+                              settings.retry_after_s, settings.problem_base_uri)
     config = uvicorn.Config(app, host=host, port=port, workers=1, lifespan="on",
+                            http=guarded_protocol(limits),
                             log_level=log_level or settings.log_level, access_log=access_log,
                             timeout_graceful_shutdown=int(settings.graceful_shutdown_s + 0.999))
     return DrainingServer(config, app.state.service)

@@ -2,9 +2,9 @@
 drain. Framework-free: routes translate HTTP into these calls and `ApiError`s back into HTTP.
 
 Admission order matters for clients and metrics: unknown task (404), draining or not ready (503),
-unknown model (404), out-of-range options and malformed puzzles (422), then the engine's queue
-(503 when full). Everything is checked before the job exists, so a stream only starts for a job the
-engine accepted.
+unknown model (404), out-of-range options and malformed puzzles (422), then the queue (503 when
+full). Every kind of work (ARC too) passes `admission`; everything is checked before the job
+exists, so a stream only starts for a job that was accepted.
 """
 
 from __future__ import annotations
@@ -175,21 +175,27 @@ class SolveService:
 
     # --------------------------------------------------------------------------- admission
 
+    def admission(self, task_name: str, ref: str | None, endpoint: str) -> ModelEntry:
+        """The model any new request (puzzle or ARC task) runs on, past the checks all pass;
+        the caller then validates, and refuses with `_reject(..., "queue_full")` when its kind
+        of work has no room."""
+        self.registry.require_task(task_name)
+        if self.draining or not self.started:
+            self._reject(task_name, ref, endpoint, "draining" if self.draining else "not_ready")
+        entry = self._resolve(task_name, ref)
+        if self.remote is not None:  # jobs admitted and unfinished across the cluster
+            refusal = self.remote.refusal(entry, self.settings.max_queue_size or entry.max_queue)
+            if refusal is not None:
+                self._reject(task_name, ref, endpoint, refusal)
+        elif not entry.worker.alive:
+            self._reject(task_name, ref, endpoint, "not_ready")
+        return entry
+
     def admit(self, task_name: str, request: SolveRequest, *, kind: RecordKind,
               request_id: str, keep_events: bool) -> JobRecord:
         """Validate, parse and submit one puzzle; raises `ApiError` for every refusal."""
-        self.registry.require_task(task_name)
         endpoint = ENDPOINT_OF[kind]
-        if self.draining or not self.started:
-            self._reject(task_name, request.model, endpoint,
-                         "draining" if self.draining else "not_ready")
-        entry = self._resolve(task_name, request.model)
-        if self.remote is not None:
-            refusal = self.remote.refusal(entry, self._remote_queue_limit(entry))
-            if refusal is not None:
-                self._reject(task_name, request.model, endpoint, refusal)
-        elif not entry.worker.alive:
-            self._reject(task_name, request.model, endpoint, "not_ready")
+        entry = self.admission(task_name, request.model, endpoint)
         try:
             max_steps, attempts = payloads.check_options(
                 request, entry.id, entry.max_steps, min(self.settings.max_attempts, entry.slots))
@@ -264,10 +270,6 @@ class SolveService:
         self._inflight[record.id] = record
         self.store.publish(record, "solve.accepted",
                            payloads.accepted_data(record, entry.engine.queue_depth))
-
-    def _remote_queue_limit(self, entry: ModelEntry) -> int:
-        """Jobs admitted and unfinished across the cluster before 503 (TRM_MAX_QUEUE_SIZE)."""
-        return self.settings.max_queue_size or entry.max_queue
 
     def _submit_remote(self, remote: RemoteJobs, entry: ModelEntry, record: JobRecord,
                        request: SolveRequest, cells: Any, attempts: int,
@@ -425,14 +427,17 @@ class SolveService:
     def job(self, job_id: str) -> JobRecord:
         record = self.store.get(job_id)
         if record is None:
-            raise errors.not_found("job", f"unknown job {job_id!r} (finished jobs are kept "
+            raise errors.not_found("job", f"unknown job {job_id!r} (finished jobs are kept up to "
                                    f"{self.settings.job_ttl_s:.0f} s)")
         return record
 
     async def enqueued(self, record: JobRecord) -> None:
-        """Broker mode: wait until the job reached Redis; at once in the embedded default."""
-        if self.remote is not None:
-            await self.remote.wait_enqueued(record.id)
+        """Broker mode: wait until the job reached Redis; one that could not get there was
+        never queued, so it is forgotten and refused (its 503). At once when embedded."""
+        if self.remote is not None and not await self.remote.wait_enqueued(record.id):
+            self.store.forget(record)
+            assert record.error is not None, "a job that was not queued has failed"
+            raise ApiError.from_problem(record.error)
 
     async def find_job(self, job_id: str) -> JobRecord:
         """A job by id; in broker mode also one made on another replica (followed from Redis)."""

@@ -117,11 +117,44 @@ class Settings(BaseSettings):
         default=300, ge=1, description="optimizer steps of one adaptation at most")
     arc_adapt_cache_size: int = Field(
         default=64, ge=0, description="adapted tasks whose rows stay in memory (LRU)")
+    # What one ARC request may cost. A fit keeps the carry of every example (pairs x versions;
+    # 3.75 MB each at paper size) and runs one fit at a time, so both are capped per request.
+    arc_max_pairs: int = Field(default=16, ge=1,
+                               description="most demonstration pairs (train) a request may send")
+    arc_max_test_inputs: int = Field(default=8, ge=1,
+                                     description="most test inputs a request may send")
+    arc_max_examples: int = Field(
+        default=256, ge=1, description="most examples (demonstration pairs x versions) one "
+                                       "adaptation may fit; larger requests get 422")
+    arc_adapt_micro_batch: int = Field(
+        default=32, ge=1, description="examples per forward/backward pass of an adaptation "
+                                      "(gradients add up to one step; budget and "
+                                      "cancellation are checked between them)")
+    arc_max_queue_size: int = Field(
+        default=8, ge=1, description="ARC requests admitted and unfinished per model (they "
+                                     "adapt one at a time), beyond which 503 + Retry-After")
+
+    # Example puzzles (GET /v1/examples/{task}/generate): pure-Python searches, run in other
+    # processes so they never hold this one's interpreter lock while engines step.
+    generate_workers: int = Field(
+        default=1, ge=1, description="processes that generate example puzzles (started on the "
+                                     "first request)")
+    generate_max_inflight: int = Field(
+        default=4, ge=1, description="example generations running or waiting at once, beyond "
+                                     "which 503 + Retry-After")
 
     # Jobs and streams
     job_ttl_s: float = Field(
         default=600.0, gt=0, description="how long finished jobs stay readable (broker mode: "
                                          "also their results and event streams in Redis)")
+    job_store_max_jobs: int = Field(
+        default=10000, ge=1, description="finished jobs kept in memory at most; the oldest are "
+                                         "forgotten first, even before job_ttl_s")
+    job_store_max_bytes: int = Field(
+        default=64 * 2**20, ge=1, description="bytes (as JSON) of finished jobs' results and "
+                                              "event logs kept in memory at most; over it the "
+                                              "oldest logs shrink to their terminal event, "
+                                              "then the oldest jobs are forgotten")
     sse_ping_s: float = Field(default=15.0, gt=0,
                               description="keep-alive comment on an idle event stream this often")
     sse_retry_ms: int = Field(default=2000, ge=0,
@@ -133,6 +166,19 @@ class Settings(BaseSettings):
     # An ARC task (demonstrations and test inputs) is up to ~25 KB as compact JSON, a few times
     # that pretty-printed; puzzles are far smaller.
     max_body_bytes: int = Field(default=262144, ge=1, description="larger bodies get 413")
+    # uvicorn waits forever for a request's headers and body, so a few thousand clients that
+    # trickle them would hold that many connections. app/connections.py enforces the cap and
+    # the header deadline, app/middleware.py the body's.
+    max_connections: int = Field(
+        default=1000, ge=1, description="open HTTP connections at most; a request on one beyond "
+                                        "them gets 503 + Retry-After and its connection closes")
+    request_header_timeout_s: float = Field(
+        default=10.0, gt=0, description="a request's line and headers must arrive within this "
+                                        "(from the connection or the request's first byte); "
+                                        "otherwise the connection closes")
+    request_body_timeout_s: float = Field(
+        default=30.0, gt=0, description="a request's body must arrive within this after its "
+                                        "headers; otherwise 408 and the connection closes")
     api_keys: Annotated[list[SecretStr], NoDecode] = Field(
         default_factory=list, description="comma-separated; unset: auth off. Sent as "
                                           "`Authorization: Bearer` or `X-API-Key`")
@@ -140,15 +186,24 @@ class Settings(BaseSettings):
                                   description="prefix of the `type` of problem answers")
     shutdown_timeout_s: float = Field(
         default=30.0, ge=0, description="on SIGTERM: readyz 503, finish in-flight work this long")
-    mcp_allowed_hosts: Annotated[list[str], NoDecode] = Field(
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["127.0.0.1:*", "localhost:*", "[::1]:*"],
-        description="Host headers /mcp accepts (DNS-rebinding guard), comma-separated, "
-                    "e.g. trm:8000 for a compose service; * accepts any")
+        description="Host headers the service answers (DNS-rebinding guard, /mcp included); "
+                    "others get 421. Comma-separated `name:port`, `name:*` (any port or none) "
+                    "or `name`, e.g. api:* for a compose service; * accepts any")
+    metrics_public: bool = Field(
+        default=False, description="with API keys set, /metrics needs none (e.g. for a "
+                                   "Prometheus that sends no key); without keys it is open "
+                                   "like every route")
     log_level: str = Field(default="info", description="debug, info, warning, error")
 
     # Broker mode (Redis Streams): on when redis_url is set; unset keeps one in-process engine
     redis_url: str | None = Field(
         default=None, description="redis://host:port/db; API replicas enqueue, workers solve")
+    redis_max_connections: int = Field(
+        default=32, ge=2, le=10_000, description="an API replica's Redis connections at most "
+        "(one follows every job's events; the rest enqueue and look up; a request waits for a "
+        "free one)")
     reclaim_idle_s: float = Field(
         default=120.0, gt=0, description="a delivered job idle this long is reclaimed by another "
         "worker; must exceed max_steps x worst step time plus a margin")
@@ -168,7 +223,7 @@ class Settings(BaseSettings):
         default="", description="fault injection for tests: drop = take jobs and never finish "
         "them; slow = 5 ms extra per job step, so a batch is still running when a test kills it")
 
-    @field_validator("default_models", "api_keys", "mcp_allowed_hosts", mode="before")
+    @field_validator("default_models", "api_keys", "allowed_hosts", mode="before")
     @classmethod
     def _comma_lists(cls, value: Any) -> Any:
         return _split_commas(value)

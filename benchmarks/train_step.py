@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import time
 from pathlib import Path
@@ -27,7 +26,7 @@ import numpy as np
 import torch
 
 from trm_core.data import PuzzleSet
-from trm_core.inference import cpu_has_native_bf16
+from trm_core.inference import cpu_description, cpu_has_native_bf16
 from trm_core.tasks import get_task
 from trm_core.train_config import RunConfig, load_run
 from trm_core.trainer import Trainer
@@ -78,7 +77,7 @@ def time_variant(run: RunConfig, data: PuzzleSet, warmup: int, steps: int) -> di
     return {"median_ms": round(median * 1000, 1), "warmup_s": round(warmup_s, 1),
             "samples_per_s": round(run.train.batch_size / median, 1),
             "device_name": (torch.cuda.get_device_name(trainer.device)
-                            if trainer.device.type == "cuda" else platform.processor() or "cpu")}
+                            if trainer.device.type == "cuda" else cpu_description())}
 
 
 def default_variants(device: str) -> list[str]:

@@ -13,6 +13,7 @@
     trm eval checkpoints/maze/NAME --data maze-hard-test.csv --buckets derived
     trm import-official step_50000.pt --config official.json --out checkpoints/sudoku/imported
     trm export checkpoints/sudoku/trm-sudoku-tiny --onnx step.onnx --check
+    trm export checkpoints/sudoku/trm-sudoku-tiny --bundle bundle/   # graph, manifest, solve.py
     trm serve                                    # the HTTP service (needs the [serve] extra)
 
 Each subcommand's --help explains its options.
@@ -137,9 +138,13 @@ def _add_import(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_export(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("export", help="export one supervision step to ONNX")
+    p = sub.add_parser("export", help="export one supervision step to ONNX, or a portable "
+                                      "bundle (graph, manifest, reference loop)")
     p.add_argument("checkpoint", type=Path, help="checkpoint stem")
-    p.add_argument("--onnx", type=Path, required=True, help="output .onnx file")
+    out = p.add_mutually_exclusive_group(required=True)
+    out.add_argument("--onnx", type=Path, help="output .onnx file")
+    out.add_argument("--bundle", type=Path,
+                     help="output folder: step.onnx, manifest.json and solve.py")
     p.add_argument("--check", action="store_true",
                    help="run the graph in ONNX Runtime and compare with PyTorch")
     p.set_defaults(func=commands.run_export)

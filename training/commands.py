@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import shutil
+import signal
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -75,7 +79,8 @@ def _train(args: argparse.Namespace, run: RunConfig, ranks: Ranks) -> dict[str, 
         (out_dir / "run.json").parent.mkdir(parents=True, exist_ok=True)
         (out_dir / "run.json").write_text(json.dumps(run.to_dict(), indent=2) + "\n")
     bar = ProgressBar(run.train.total_steps)
-    trainer.fit(on_log=bar, on_eval=bar.evaluation)
+    with _stop_on_signals(trainer):
+        trainer.fit(on_log=bar, on_eval=bar.evaluation)
     if not ranks.is_main:
         return None
     summary = {"step": trainer.step, "best_exact": trainer.best_exact,
@@ -85,6 +90,29 @@ def _train(args: argparse.Namespace, run: RunConfig, ranks: Ranks) -> dict[str, 
         _ship(out_dir / "best", args.ship, args.ship_dtype)
         summary["shipped"] = str(args.ship)
     return summary
+
+
+@contextlib.contextmanager
+def _stop_on_signals(trainer: Trainer) -> Iterator[None]:
+    """SIGTERM or Ctrl-C stops training cleanly after the current step: it evaluates, keeps
+    the best checkpoint, saves resume state (and `--ship` ships). A second signal is not
+    caught."""
+    def stop(signum: int, _frame: Any) -> None:
+        log.warning("signal %d: stopping after this step (again to abort)", signum)
+        trainer.stop_requested = True
+        signal.signal(signum, previous[signal.Signals(signum)])
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    for sig in previous:
+        signal.signal(sig, stop)
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _training_data(run: RunConfig, task: Task) -> tuple[RunConfig, TrainData, TrainData | None]:
@@ -177,13 +205,21 @@ def run_import(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run_export(args: argparse.Namespace) -> dict[str, Any]:
+    from training.bundle import STEP_FILE, write_bundle
     from training.export import check_export, export_step  # needs the [onnx] extra
 
     checkpoint = load_checkpoint(args.checkpoint)
-    path = export_step(checkpoint.model, args.onnx)
-    summary: dict[str, Any] = {"onnx": str(path), "bytes": path.stat().st_size}
+    summary: dict[str, Any]
+    if args.bundle is not None:
+        manifest = write_bundle(checkpoint, args.bundle)
+        path = args.bundle / STEP_FILE
+        summary = {"bundle": str(args.bundle), "files": manifest["files"]}
+    else:
+        path = export_step(checkpoint.model, args.onnx)
+        summary = {"onnx": str(path), "bytes": path.stat().st_size}
     if args.check:
-        summary["max_abs_diff"] = check_export(checkpoint.model, path)
+        summary["max_abs_diff"] = check_export(checkpoint.model, path,
+                                               from_tokens=args.bundle is not None)
     return summary
 
 

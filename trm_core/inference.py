@@ -56,6 +56,20 @@ def cpu_has_native_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
     return any(flag in flags for flag in _BF16_FLAGS)
 
 
+def cpu_description(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+    """The CPU's model name, core count and whether it has native bf16, for cards and benchmark
+    reports (figures from different CPUs are not comparable), e.g.
+    "AMD EPYC, 2 cores, no native bf16"."""
+    try:
+        text = cpuinfo.read_text()
+    except OSError:
+        return "cpu"
+    names = [line.split(":", 1)[1].strip() for line in text.splitlines()
+             if line.startswith("model name")]
+    bf16 = "native bf16" if cpu_has_native_bf16(cpuinfo) else "no native bf16"
+    return f"{names[0] if names else 'cpu'}, {len(names) or 1} cores, {bf16}"
+
+
 def resolve_dtype(dtype: InferenceDtype, device: torch.device,
                   native_bf16: bool | None = None) -> Literal["float32", "bfloat16"]:
     """What "auto" means on this device: bf16 weights on a bf16-capable CPU, else fp32.

@@ -55,7 +55,8 @@ class TrainConfig:
     # auto = bf16 on CUDA, fp32 on CPU; native = bf16 on CUDA and on CPUs with native bf16
     # (AMX / AVX512-BF16, the CPU fast path), fp32 elsewhere (emulated bf16 is slower)
     autocast: Literal["auto", "native", "off", "bfloat16"] = "auto"
-    time_limit_s: float = 0.0  # stop (saving resume state) after this long; 0 = no limit
+    time_limit_s: float = 0.0  # stop (saving resume state) after this long in this call (a
+    # resumed run gets it again); 0 = no limit
     # Adam moments and the puzzle-embedding table on disk (weights and EMA stay float32)
     resume_state_dtype: Literal["float32", "bfloat16"] = "float32"
     resume_shard_mb: float = 15.0  # largest resume file; some transports cap file size

@@ -35,7 +35,12 @@ from trm_core.checkpoint import load_checkpoint, save_checkpoint
 from trm_core.data import PuzzleSet, Sampler, TrainingSampler
 from trm_core.distributed import Ranks, resolve_device
 from trm_core.evaluate import evaluate
-from trm_core.inference import cpu_has_native_bf16, prepare_for_inference, resolve_precision
+from trm_core.inference import (
+    cpu_description,
+    cpu_has_native_bf16,
+    prepare_for_inference,
+    resolve_precision,
+)
 from trm_core.losses import step_loss
 from trm_core.model import TRM, State
 from trm_core.optim import build_optimizers
@@ -155,6 +160,8 @@ class Trainer:
         self.best_exact = -1.0
         self.history: list[dict[str, Any]] = []
         self.elapsed_s = 0.0
+        self._call_started = time.perf_counter()
+        self.stop_requested = False  # stop cleanly after the current step (evaluate, save)
         self.carry = self._empty_carry()
         self.out_dir = Path(self.cfg.out_dir)
 
@@ -321,7 +328,10 @@ class Trainer:
         state (rank 0; the other ranks wait). Returns the last evaluation report (empty without
         an eval set, and on ranks other than 0)."""
         report: dict[str, Any] = {}
-        started = time.perf_counter() - self.elapsed_s
+        # elapsed_s counts the whole run across resumes; the time limit counts this call only,
+        # so a run that spans sessions trains time_limit_s in each.
+        self._call_started = time.perf_counter()
+        started = self._call_started - self.elapsed_s
         window_start, window_steps = time.perf_counter(), 0
         self.model.train()
         while self.step < self.cfg.total_steps:
@@ -335,19 +345,27 @@ class Trainer:
                 metrics["step"], metrics["elapsed_s"] = self.step, self.elapsed_s
                 on_log(metrics)
                 window_start, window_steps = now, 0
-            due = self.step % self.cfg.eval_every == 0 or last
             out_of_time = self._out_of_time()
+            # Stopping early evaluates too, so the best checkpoint (what `--ship` ships) holds
+            # the latest weights when a session's time ends between scheduled evaluations.
+            evaluated = bool(self.history) and self.history[-1]["step"] == self.step
+            due = self.step % self.cfg.eval_every == 0 or last or (out_of_time and not evaluated)
             report = self._evaluate_and_save(due, out_of_time, on_eval) or report
             if out_of_time:
-                log.info("time limit %.0fs reached at step %d", self.cfg.time_limit_s, self.step)
+                log.info("stopping at step %d (%s)", self.step,
+                         "asked to stop" if self.stop_requested else
+                         f"time limit {self.cfg.time_limit_s:.0f}s")
                 break
         return report
 
     def _out_of_time(self) -> bool:
-        """Past `time_limit_s` on any rank (so every rank stops at the same step)."""
-        if not self.cfg.time_limit_s:
-            return False
-        return distributed.any_rank(self.elapsed_s >= self.cfg.time_limit_s, self.device)
+        """Past `time_limit_s` of this call, or asked to stop (`stop_requested`, set by the
+        CLI on SIGTERM / Ctrl-C), on any rank (so every rank stops at the same step)."""
+        spent = time.perf_counter() - self._call_started
+        over = bool(self.cfg.time_limit_s) and spent >= self.cfg.time_limit_s
+        if not (self.cfg.time_limit_s or self.ranks.world_size > 1):
+            return self.stop_requested
+        return distributed.any_rank(over or self.stop_requested, self.device)
 
     def _evaluate_and_save(self, due: bool, out_of_time: bool,
                            on_eval: Callable[[dict[str, Any]], None] | None
@@ -369,7 +387,11 @@ class Trainer:
         report = self.evaluate()
         exact = report["overall"]["exact_accuracy"]
         point = {"step": self.step, "elapsed_s": round(self.elapsed_s, 1),
-                 "exact_accuracy": exact, "cell_accuracy": report["overall"]["cell_accuracy"]}
+                 "exact_accuracy": exact, "cell_accuracy": report["overall"]["cell_accuracy"],
+                 "device": _device_name(self.device)}
+        if len(report.get("buckets", {})) > 1:  # the curve per bucket (e.g. medium vs hard)
+            point["buckets"] = {name: b["exact_accuracy"]
+                                for name, b in report["buckets"].items()}
         self.history.append(point)
         if exact > self.best_exact:
             self.best_exact = exact
@@ -403,7 +425,7 @@ class Trainer:
     def save_resume(self) -> None:
         info = {"step": self.step, "best_exact": self.best_exact, "history": self.history,
                 "elapsed_s": self.elapsed_s, "run": self.run.to_dict(),
-                "sampler_epochs": self.sampler.epochs}
+                "sampler_epochs": self.sampler.epochs, "rewarm_from": self.rewarm_from}
         ema_model = self.ema.model if self.ema is not None else None
         # The puzzle table is stored in the moments' dtype: bf16 halves an ARC table.
         low_precision = (PUZZLE_TABLE,) if self.sign_sgd is not None else ()
@@ -424,6 +446,7 @@ class Trainer:
         info = load_resume(stem, self.model, ema_model, self.optimizers)
         self.step, self.best_exact = int(info["step"]), float(info["best_exact"])
         self.history, self.elapsed_s = info["history"], float(info["elapsed_s"])
+        self.rewarm_from = int(info.get("rewarm_from", 0))  # a warm start's warmup goes on
         self.sampler.epochs = int(info.get("sampler_epochs", 0))
         log.info("resumed from %s at step %d", stem, self.step)
         return True
@@ -451,4 +474,4 @@ def warm_start(trainer: Trainer, stem: str | Path) -> None:
 def _device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return "cpu"
+    return cpu_description()

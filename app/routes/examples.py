@@ -1,15 +1,16 @@
 """`GET /v1/examples/{task}`: bundled example puzzles (Sudoku) or the first mazes of the committed
 test sets, and `GET /v1/examples/{task}/generate`: one fresh puzzle of a difficulty with its
-solution. The list route also generates when given a `difficulty` (the older spelling)."""
+solution. The list route also generates when given a `difficulty` (the older spelling).
+Generation runs in the app's `ExampleGenerator` (other processes, a bounded number at once)."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 
 from app import errors
-from app.examples import EXAMPLES, Difficulty, generate_example
+from app.examples import EXAMPLES, Difficulty, ExampleGenerator
 from app.schemas import PROBLEM_RESPONSES
 
 router = APIRouter(tags=["examples"])
@@ -22,9 +23,15 @@ def _check(task: str) -> None:
                                f"{' or '.join(EXAMPLES)}", known=list(EXAMPLES))
 
 
+def _generator(request: Request) -> ExampleGenerator:
+    generator: ExampleGenerator = request.app.state.examples
+    return generator
+
+
 @router.get("/v1/examples/{task}", responses=PROBLEM_RESPONSES)
 async def examples(
     task: str,
+    request: Request,
     difficulty: Annotated[Difficulty | None,
                           Query(description="generate a new puzzle of this difficulty")] = None,
     seed: Seed = None,
@@ -33,22 +40,24 @@ async def examples(
     _check(task)
     if difficulty is None:
         return {"object": "list", "task": task, "data": EXAMPLES[task]()}
-    return await generate(task, difficulty, seed)
+    return await generate(task, request, difficulty, seed)
 
 
 @router.get("/v1/examples/{task}/generate", responses=PROBLEM_RESPONSES)
 async def generate(
     task: str,
+    request: Request,
     difficulty: Annotated[Difficulty, Query(description="Sudoku: by search effort; maze: "
                                                         "easy 20-60, medium 61-110, hard 111+ "
                                                         "path steps")] = "medium",
     seed: Seed = None,
 ) -> dict[str, Any]:
     """A new puzzle with a unique solution (Sudoku) or a unique shortest path (maze), made
-    on request within a bounded number of tries; 503 when none was found in time."""
+    on request within a bounded number of tries; 503 + Retry-After when none was found in
+    time or too many generations are under way."""
     _check(task)
     try:
         return {"object": "example", "task": task,
-                **await generate_example(task, difficulty, seed)}
+                **await _generator(request).generate(task, difficulty, seed)}
     except RuntimeError as exc:
         raise errors.unavailable("generation_failed", str(exc), 1) from None

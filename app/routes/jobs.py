@@ -1,7 +1,8 @@
 """The jobs API: create a solve job (202), read it, follow its events (resumable), cancel it.
 
 A job outlives the connection that made it: closing an events stream does not cancel it, only
-`DELETE` does. Finished jobs stay readable for `TRM_JOB_TTL_S` seconds.
+`DELETE` does. Finished jobs stay readable for `TRM_JOB_TTL_S` seconds, within the job store's
+caps (app/jobs.py). A job that could not be queued is refused (503), never answered with a 202.
 """
 
 from __future__ import annotations

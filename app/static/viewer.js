@@ -1,8 +1,9 @@
 // The viewer: picks a task the service serves (GET /v1/models), loads examples and generated
 // puzzles, and streams a solve (POST /v1/solve/{task} with "stream": true, read with fetch so an
 // API key can ride in a header, which EventSource cannot send), replaying each supervision step
-// at a chosen pace. Drawing is the board's job: SudokuBoard (sudoku-board.js) and MazeBoard
-// (maze-board.js) offer the same methods.
+// at a chosen pace. With "run in this browser" on, the same steps come from the model's bundle
+// run here instead (BundleRunner, bundle-runner.js) and are replayed the same way. Drawing is the
+// board's job: SudokuBoard (sudoku-board.js) and MazeBoard (maze-board.js) offer the same methods.
 "use strict";
 
 const KEY_STORE = "trm-api-key";
@@ -17,6 +18,7 @@ const state = {
   run: 0,                           // increments per solve so stale replays stop drawing
   chain: Promise.resolve(),         // the replay queue: one step drawn after another
   examples: [],
+  local: false,                     // solve in this browser; true once its bundle is loaded
 };
 
 const board = () => BOARDS[state.task];
@@ -182,17 +184,21 @@ function finish(result) {
   const unit = result.steps_used === 1 ? "step" : "steps";
   const how = result.halted_early ? ", halted early" : "";
   const note = board().resultNote(result);
+  const here = result.ran_in === "browser";
+  const where = here ? "in this browser" : "on the server";
   $("summary").textContent = result.valid
     ? `Solved and verified in ${result.steps_used} ${unit}${how}; `
-      + `${Math.round(result.timing.total_ms)} ms on the server.${note}`
-    : `Unsolved: the answer after ${result.steps_used} ${unit} is not verified; it breaks `
-      + `the rules or misses cells.${note} ${nextTry(result)}`;
+      + `${Math.round(result.timing.total_ms)} ms ${where}.${note}`
+    : `Unsolved: the answer after ${result.steps_used} ${unit}${here ? " in this browser" : ""} `
+      + `is not verified; it breaks the rules or misses cells.${note} ${nextTry(result)}`;
   setReadOnly(false);
 }
 
 // What might do better than the run that just ended; "halting never" only when it stopped early.
+// A run in this browser is the single pass: attempts and search are the server's.
 function nextTry(result) {
-  const options = ["more attempts", "an easier puzzle"];
+  const more = result.ran_in === "browser" ? "more attempts on the server" : "more attempts";
+  const options = [more, "an easier puzzle"];
   if (result.halted_early) options.unshift("halting “never”");
   return `Try ${options.slice(0, -1).join(", ")} or ${options.at(-1)}.`;
 }
@@ -211,6 +217,7 @@ async function solve(event) {
   clearError();
   setPuzzle($("puzzle-text").value, state.solution, true);
   const run = state.run;
+  if (state.local) return solveHere(run);
   const controller = new AbortController();
   state.controller = controller;
   setReadOnly(true);
@@ -240,6 +247,63 @@ async function solve(event) {
       resetRun();
       showError({ detail: `connection failed: ${error.message}` });
     }
+  }
+}
+
+// ------------------------------------------------------------------------- in this browser
+
+// Solves with the loaded bundle: no request leaves the page.
+async function solveHere(run) {
+  let puzzle;
+  try {
+    puzzle = BundleRunner.parse($("puzzle-text").value);
+  } catch (problem) {
+    showError(problem);
+    return;
+  }
+  setReadOnly(true);
+  const options = { halting: $("halting").value, maxSteps: Number($("max-steps").value) };
+  try {
+    await BundleRunner.solve(puzzle, options, (name, data) => replay(run, name, data),
+                             () => run !== state.run);
+  } catch (error) {
+    if (run === state.run) {
+      resetRun();
+      showError({ detail: `running the model here failed: ${error.message || error.detail}` });
+    }
+  }
+}
+
+// The switch: on, fetch the default model's bundle and start the runtime (once per model);
+// attempts stay 1, as the bundle runs the single pass.
+async function switchLocal() {
+  clearError();
+  resetRun();
+  state.local = false;
+  const on = $("run-local").checked;
+  $("attempts").disabled = on;
+  document.body.dataset.local = on ? "loading" : "off";
+  $("footer-where").hidden = !on;
+  if (!on) { $("local-status").textContent = ""; return; }
+  const models = state.models.filter((m) => m.task === state.task);
+  const model = models.find((m) => m.default) || models[0];
+  $("local-status").textContent = "loading the model…";
+  try {
+    if (!model) throw { detail: `no ${state.task} model to load` };
+    const loaded = await BundleRunner.load(model.id, headers());
+    if (!$("run-local").checked) return;
+    $("attempts").value = "1";
+    state.local = true;
+    document.body.dataset.local = "ready";
+    const kilobytes = Math.round(loaded.graphBytes / 1024);
+    $("local-status").textContent = `${loaded.modelId}, ${kilobytes} kB, `
+      + `onnxruntime-web ${ort.env.versions.web} (WebAssembly)`;
+  } catch (problem) {
+    $("run-local").checked = false;
+    $("attempts").disabled = false;
+    document.body.dataset.local = "off";
+    $("local-status").textContent = "";
+    showError(problem);
   }
 }
 
@@ -278,6 +342,7 @@ function showTask(task) {
   }
   $("example").length = 1;
   state.examples = [];
+  if ($("run-local").checked) { $("run-local").checked = false; switchLocal(); }
   setPuzzle("", null);
 }
 
@@ -361,6 +426,7 @@ function init() {
     if (example) { clearError(); setPuzzle(example.puzzle, example.solution); }
   });
   $("task").addEventListener("change", changeTask);
+  $("run-local").addEventListener("change", switchLocal);
   $("generate").addEventListener("click", generate);
   $("form").addEventListener("submit", solve);
   $("stop").addEventListener("click", () => { resetRun(); setBadge("failed", "stopped"); });

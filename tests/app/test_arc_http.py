@@ -8,13 +8,15 @@ The tiny attention model is untrained: the tests check structure, counts and sta
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
+import jsonschema
 import numpy as np
 import pytest
 import torch
@@ -83,6 +85,24 @@ def arc_server(arc_checkpoint_dir: Path) -> Iterator[RunningServer]:
 def http(arc_server: RunningServer) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=arc_server.base_url, timeout=60) as client:
         yield client
+
+
+@pytest.fixture
+def start_arc_server(arc_checkpoint_dir: Path) -> Iterator[Callable[..., httpx.Client]]:
+    """A dedicated ARC server with overridden settings; stopped after the test."""
+    with contextlib.ExitStack() as stack:
+        def start(**overrides: Any) -> httpx.Client:
+            settings = Settings(**{"checkpoint_dir": arc_checkpoint_dir, "device": "cpu",
+                                   "max_batch_size": 4, "torch_threads": 1, **overrides})
+            running = stack.enter_context(serve_in_thread(settings))
+            return stack.enter_context(httpx.Client(base_url=running.base_url, timeout=60))
+
+        yield start
+
+
+# 16 demonstration pairs in 16 versions: 256 examples, the most a fit may take by default; one
+# fit step over them takes seconds with the tiny model.
+BIG = {"train": UNSEEN["train"] * 8, "test": UNSEEN["test"], "versions": 16}
 
 
 def check_answers(result: dict[str, Any], tests: int) -> None:
@@ -163,6 +183,21 @@ def test_jobs_api(http: httpx.Client) -> None:
     assert http.delete(location).status_code == 409
 
 
+def test_job_bodies_match_the_openapi_document(http: httpx.Client) -> None:
+    """An ARC job's `result` is an ARC result: the document says so (a union tagged by
+    `object`), and the body sent validates against it."""
+    spec = http.get("/openapi.json").json()
+    result = spec["components"]["schemas"]["JobObject"]["properties"]["result"]
+    union = next(option for option in result["anyOf"] if "oneOf" in option)
+    assert union["discriminator"]["propertyName"] == "object"
+    assert set(union["discriminator"]["mapping"]) == {"solve.result", "arc.result"}
+    location = http.post("/v1/jobs/arc", json=KNOWN).headers["location"]
+    wait_until(lambda: http.get(location).json()["status"] == "succeeded", timeout_s=30)
+    validator = jsonschema.Draft202012Validator(
+        {"$ref": "#/components/schemas/JobObject", "components": spec["components"]})
+    validator.validate(http.get(location).json())
+
+
 def test_cancelled_job(http: httpx.Client) -> None:
     big = {**UNSEEN, "adapt_budget_s": 5.0, "train": UNSEEN["train"] * 2}  # a fresh digest
     location = http.post("/v1/jobs/arc", json=big).headers["location"]
@@ -184,6 +219,21 @@ def _malformed() -> list[tuple[dict[str, Any], str, list[Any]]]:
         ({**KNOWN, "train": []}, "no demonstration pairs", ["body", "train"]),
         ({**KNOWN, "test": []}, "no test inputs", ["body", "test"]),
         ({**KNOWN, "versions": 10_000}, "versions must be between 1 and", ["body", "versions"]),
+        # 1,000 pairs of 1x1 grids are a 31 KB body, far below the body limit.
+        ({**KNOWN, "train": [{"input": [[1]], "output": [[2]]}] * 1000},
+         "train has 1000 demonstration pairs; at most 16 are allowed (TRM_ARC_MAX_PAIRS)",
+         ["body", "train"]),
+        ({**KNOWN, "test": KNOWN["test"] * 9},
+         "test has 9 test inputs; at most 8 are allowed (TRM_ARC_MAX_TEST_INPUTS)",
+         ["body", "test"]),
+        ({**UNSEEN, "versions": 200}, "2 demonstration pairs x 200 versions = 400 examples; at "
+         "most 256 are allowed (TRM_ARC_MAX_EXAMPLES): ask for at most 128 versions",
+         ["body", "versions"]),
+        ({**KNOWN, "versions": True}, "valid integer", ["body", "versions"]),
+        ({**KNOWN, "max_steps": "2"}, "valid integer", ["body", "max_steps"]),
+        ({**KNOWN, "adapt_budget_s": "1.5"}, "valid number", ["body", "adapt_budget_s"]),
+        ({**KNOWN, "timeout_ms": 1000.0}, "valid integer", ["body", "timeout_ms"]),
+        ({**KNOWN, "stream": 1}, "valid boolean", ["body", "stream"]),
     ]
 
 
@@ -193,6 +243,39 @@ def test_malformed_tasks(http: httpx.Client, body: dict[str, Any], message: str,
     problem = assert_problem(http.post("/v1/solve/arc", json=body), 422)
     assert message in problem["detail"]
     assert problem["errors"][0]["loc"] == loc
+
+
+def test_many_versions_of_a_known_task_fit_nothing(http: httpx.Client) -> None:
+    result = http.post("/v1/solve/arc", json={**KNOWN, "versions": 200}).json()
+    assert result["mode"] == "known"  # the examples limit is on adaptation only
+
+
+def test_arc_is_refused_with_503_when_its_queue_is_full(
+        start_arc_server: Callable[..., httpx.Client]) -> None:
+    http = start_arc_server(arc_max_queue_size=1, arc_adapt_budget_s=30)
+    first = http.post("/v1/jobs/arc", json=BIG)
+    assert first.status_code == 202
+    for refused in (http.post("/v1/jobs/arc", json=KNOWN), http.post("/v1/solve/arc", json=KNOWN)):
+        problem = assert_problem(refused, 503)
+        assert problem["reason"] == "queue_full" and refused.headers["retry-after"] == "2"
+    metrics = http.get("/metrics").text
+    assert 'trm_rejections_total{reason="queue_full",task="arc"} 2.0' in metrics
+    assert http.delete(first.headers["location"]).status_code == 204
+    wait_until(lambda: http.post("/v1/solve/arc", json=KNOWN).status_code == 200, timeout_s=10)
+
+
+def test_a_client_that_leaves_frees_the_fit_within_a_micro_batch(
+        start_arc_server: Callable[..., httpx.Client]) -> None:
+    http = start_arc_server(arc_adapt_budget_s=30, arc_adapt_max_steps=1000,
+                            arc_adapt_micro_batch=8)
+    with http.stream("POST", "/v1/solve/arc", json={**BIG, "stream": True}) as response:
+        lines = response.iter_lines()  # held: dropping it would close the connection now
+        assert parse_sse(lines, stop_at={"solve.accepted"})
+        time.sleep(0.5)  # well inside the fit's first step, which takes seconds
+    # The client has left; the next fit waits for the lock until the abandoned one stops.
+    result = http.post("/v1/solve/arc", json={**UNSEEN, "adapt_budget_s": 0.2}).json()
+    waited_s = result["timing"]["adapt_ms"] / 1000 - result["adapt"]["seconds"]
+    assert waited_s < 1.5
 
 
 def test_missing_output_is_a_schema_error(http: httpx.Client) -> None:

@@ -83,7 +83,7 @@ def test_not_ready_before_startup(make_settings: Callable[..., Settings]) -> Non
     transport = httpx.ASGITransport(app=app)
 
     async def probe() -> tuple[httpx.Response, httpx.Response, httpx.Response]:
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+        async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as http:
             return (await http.get("/readyz"), await http.post(SOLVE, json={"puzzle": PUZZLE}),
                     await http.get("/livez"))
 

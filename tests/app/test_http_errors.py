@@ -141,6 +141,34 @@ def test_schema_errors_are_422(client: httpx.Client, body: dict[str, Any]) -> No
     _error(client.post(SOLVE, json=body))
 
 
+@pytest.mark.parametrize(("path", "field", "value"), [
+    (SOLVE, "max_steps", True),
+    (SOLVE, "max_steps", "2"),
+    (SOLVE, "max_steps", 2.0),
+    (SOLVE, "attempts", "1"),
+    (SOLVE, "seed", False),
+    (SOLVE, "timeout_ms", "1000"),
+    (SOLVE, "latent_noise", "0.1"),
+    (SOLVE, "latent_noise", True),
+    (SOLVE, "return_steps", 1),
+    (SOLVE, "stream", "true"),
+    (SOLVE, "early_stop", 0),
+    ("/v1/jobs", "max_steps", True),
+    ("/v1/jobs", "budget_steps", "16"),
+])
+def test_loose_types_are_422_naming_the_field(client: httpx.Client, path: str, field: str,
+                                              value: Any) -> None:
+    body = {"puzzle": PUZZLE, field: value, **({"task": "sudoku"} if "jobs" in path else {})}
+    entry = _error(client.post(path, json=body))
+    assert entry["loc"] == ["body", field]
+
+
+def test_exact_types_pass(client: httpx.Client) -> None:
+    body = {"puzzle": PUZZLE, "max_steps": 2, "latent_noise": 0, "return_steps": True,
+            "seed": 3, "timeout_ms": 10_000}
+    assert client.post(SOLVE, json=body).status_code == 200  # an integer is a fine float
+
+
 def test_crash_is_500_without_internals(shared_server: RunningServer, client: httpx.Client,
                                         monkeypatch: pytest.MonkeyPatch) -> None:
     def explode(*args: Any, **kwargs: Any) -> None:
@@ -181,7 +209,6 @@ def test_bearer_and_x_api_key_are_accepted(keyed: httpx.Client) -> None:
     assert header.status_code == 200
 
 
-@pytest.mark.parametrize("path", ["/livez", "/readyz", "/healthz", "/metrics", "/openapi.json",
-                                  "/docs"])
-def test_probes_metrics_and_docs_are_public(keyed: httpx.Client, path: str) -> None:
+@pytest.mark.parametrize("path", ["/livez", "/readyz", "/healthz", "/openapi.json", "/docs"])
+def test_probes_and_docs_are_public(keyed: httpx.Client, path: str) -> None:
     assert keyed.get(path).status_code == 200

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable
 
 import httpx
@@ -17,7 +18,7 @@ from http_helpers import (
     wait_until,
 )
 
-from app.jobs import JobStore
+from app.jobs import JobRecord, JobStore
 from app.server import RunningServer
 
 JOB = {"task": "sudoku", "puzzle": PUZZLE, "halting": "never"}
@@ -138,6 +139,61 @@ def test_store_forgets_finished_jobs_after_the_ttl() -> None:
     assert store.sweep() == 0 and store.get(done.id) is done
     now[0] += 0.2
     assert store.sweep() == 1 and store.get(done.id) is None and store.get(running.id)
+
+
+def _finished_job(store: JobStore, steps: int = 4) -> JobRecord:
+    record = store.create("job", "sudoku", "m@1", steps, "req", keep_events=True)
+    store.publish(record, "solve.accepted", {}, event_id=0)
+    for step in range(1, steps + 1):
+        store.publish(record, "solve.step", {"grid": PUZZLE}, event_id=step)
+    result = {"status": "unsolved", "answer": PUZZLE}
+    store.finish(record, "succeeded", "unsolved", "solve.completed", result, result=result)
+    return record
+
+
+def test_store_caps_finished_jobs_by_count() -> None:
+    store = JobStore(ttl_s=600, max_jobs=3)
+    running = store.create("job", "sudoku", "m@1", 4, "req", keep_events=True)
+    done = [_finished_job(store) for _ in range(5)]
+    assert [store.get(r.id) for r in done] == [None, None, *done[2:]]
+    assert store.get(running.id) is running  # unfinished jobs are never dropped
+    assert all(len(r.events) == 6 for r in done[2:])  # under the byte cap: whole logs
+
+
+def test_store_caps_finished_jobs_by_bytes_keeping_results_and_terminal_events() -> None:
+    whole = _finished_job(JobStore(ttl_s=600)).events
+    log_bytes = sum(len(json.dumps(e.data, separators=(",", ":"))) for e in whole)
+    store = JobStore(ttl_s=600, max_bytes=int(2.5 * log_bytes))
+    done = [_finished_job(store) for _ in range(3)]
+    assert [len(r.events) for r in done] == [1, 6, 6]  # the oldest log shrank first
+    done += [_finished_job(store) for _ in range(30)]
+    assert store.finished_bytes <= 2.5 * log_bytes
+    kept = [r for r in done if store.get(r.id)]
+    assert kept == done[-len(kept):] and len(kept) < len(done)  # the oldest jobs went
+    shrunk = [r for r in kept if len(r.events) == 1]
+    assert shrunk == kept  # every log shrank before the first job went
+    for record in shrunk:
+        assert record.snapshot()["result"] == {"status": "unsolved", "answer": PUZZLE}
+        replay, queue = store.subscribe(record, after=2)  # a client resuming mid-job
+        assert [e.name for e in replay] == ["solve.completed"] and queue is None
+    tiny = JobStore(ttl_s=600, max_bytes=1)
+    last = [_finished_job(tiny) for _ in range(3)][-1]
+    assert len(tiny) == 1 and tiny.get(last.id) is last  # the last one always stays
+    assert [e.name for e in last.events] == ["solve.completed"]
+
+
+def test_job_store_caps_apply_over_http(
+        start_server: Callable[..., tuple[RunningServer, httpx.Client]]) -> None:
+    _, http = start_server(job_store_max_jobs=2)
+    locations = []
+    for _ in range(3):
+        locations.append(_create(http)[0])
+        _finished(http, locations[-1])
+    assert_problem(http.get(locations[0]), 404)
+    for location in locations[1:]:
+        assert http.get(location).json()["status"] == "succeeded"
+        assert _events(http, location, **{"Last-Event-ID": "1"})[-1]["event"] == \
+            "solve.completed"
 
 
 def test_store_replays_after_an_id_and_streams_live() -> None:

@@ -77,7 +77,7 @@ def test_concurrent_requests_share_engine_ticks(start_server: Starter,
 def _raw_stream_then_hang_up(port: int) -> bytes:
     """Open a POST stream over a plain socket, read until the first step, then close it."""
     body = b'{"puzzle": "%s", "halting": "never", "stream": true}' % PUZZLE.encode()
-    request = (b"POST /v1/solve/sudoku HTTP/1.1\r\nHost: test\r\n"
+    request = (b"POST /v1/solve/sudoku HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
                % (len(body), body))
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:

@@ -15,6 +15,7 @@ from http_helpers import metric_value
 from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 from mcp.types import CallToolResult, TextContent
+from shipped_models import tiny_only
 
 from app.server import RunningServer, serve_in_thread
 from app.settings import Settings
@@ -27,7 +28,7 @@ T = TypeVar("T")
 
 
 def _settings(**overrides: Any) -> Settings:
-    return Settings(checkpoint_dir=REPO / "checkpoints", device="cpu", max_batch_size=4,
+    return Settings(checkpoint_dir=tiny_only(), device="cpu", max_batch_size=4,
                     **overrides)
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
+from shipped_models import tiny_only
 
 from app.server import serve_in_thread
 from app.settings import Settings
@@ -20,7 +21,7 @@ README_PUZZLE = "..3.2.6..9..3.5..1..18.64....81.29..7.......8..67.82....26.95..
 
 @pytest.fixture(scope="module")
 def http() -> Iterator[httpx.Client]:
-    settings = Settings(checkpoint_dir=REPO / "checkpoints", device="cpu", max_batch_size=4)
+    settings = Settings(checkpoint_dir=tiny_only(), device="cpu", max_batch_size=4)
     with serve_in_thread(settings) as running, \
             httpx.Client(base_url=running.base_url, timeout=30) as client:
         yield client

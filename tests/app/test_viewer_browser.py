@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from browser_helpers import WATCH_STEPS, chromium, needs_chromium, open_viewer
+from shipped_models import tiny_only
 
 from app.server import RunningServer, serve_in_thread
 from app.settings import Settings
@@ -28,7 +29,7 @@ pytestmark = needs_chromium
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[RunningServer]:
-    settings = Settings(checkpoint_dir=REPO / "checkpoints", device="cpu", max_batch_size=4)
+    settings = Settings(checkpoint_dir=tiny_only(), device="cpu", max_batch_size=4)
     with serve_in_thread(settings) as running:
         yield running
 
@@ -96,7 +97,7 @@ def test_generates_a_puzzle_on_request(browser: Any, server: RunningServer) -> N
 
 
 def test_with_api_keys_the_page_asks_for_one_and_sends_it(browser: Any) -> None:
-    settings = Settings(checkpoint_dir=REPO / "checkpoints", device="cpu", max_batch_size=4,
+    settings = Settings(checkpoint_dir=tiny_only(), device="cpu", max_batch_size=4,
                         api_keys=["viewer-key"])
     with serve_in_thread(settings) as keyed:
         page = browser.new_page()

@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 from browser_helpers import chromium, needs_chromium, open_viewer
+from shipped_models import tiny_only
 
 from app.server import RunningServer, serve_in_thread
 from app.settings import Settings
@@ -31,7 +32,7 @@ pytestmark = needs_chromium
 @pytest.fixture(scope="module")
 def server() -> Iterator[RunningServer]:
     # The tiny model, whatever else ships: larger ones solve this puzzle.
-    settings = Settings(checkpoint_dir=REPO / "checkpoints", device="cpu", max_batch_size=4,
+    settings = Settings(checkpoint_dir=tiny_only(), device="cpu", max_batch_size=4,
                         search_budget_steps=0, default_models=["trm-sudoku-tiny"])
     with serve_in_thread(settings) as running:
         yield running

@@ -20,6 +20,7 @@ from typing import Any
 
 import httpx
 import pytest
+from shipped_models import tiny_only
 
 from app.server import RunningServer, serve_in_thread
 from app.settings import Settings
@@ -27,7 +28,7 @@ from app.settings import Settings
 redis = pytest.importorskip("redis", reason="broker mode needs redis-py (the scale extra)")
 
 ROOT = Path(__file__).resolve().parents[2]
-CHECKPOINTS = ROOT / "checkpoints"
+CHECKPOINTS = tiny_only()
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 EASY_CSV = ROOT / "training" / "data" / "sudoku-easy-test.csv"
 
@@ -66,12 +67,18 @@ class RedisProcess:
         self.url = f"redis://127.0.0.1:{port}/0"
         self.log_path = log_path
         self.proc: subprocess.Popen[bytes] | None = None
+        # None: nothing kept across a restart; a folder: an append-only file there, as compose
+        # runs Redis (appendfsync everysec)
+        self.data_dir: Path | None = None
 
     def start(self) -> None:
         log = self.log_path.open("ab")
+        persistence = (["--appendonly", "no"] if self.data_dir is None else
+                       ["--appendonly", "yes", "--appendfsync", "everysec",
+                        "--dir", str(self.data_dir)])
         self.proc = subprocess.Popen(
             [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no"], stdout=log, stderr=subprocess.STDOUT)
+             *persistence], stdout=log, stderr=subprocess.STDOUT)
         client = redis.Redis(port=self.port, socket_connect_timeout=0.2)
 
         def up() -> bool:

@@ -66,6 +66,64 @@ def test_redis_restart_is_survived(redis_server, workers, start_api) -> None:
     assert again.status_code == 200 and again.json()["status"] == "solved"
 
 
+def test_redis_killed_mid_run_loses_no_accepted_job(redis_server, workers, start_api,
+                                                    tmp_path) -> None:
+    """Redis as compose runs it (append-only file) is SIGKILLed while jobs run and restarted a
+    second later: every job that got its 202 finishes exactly once. Reclaiming is set far
+    beyond the test, so nothing is rescued by redoing a job: the worker keeps the results it
+    could not publish and writes them once Redis is back."""
+    redis_server.stop()
+    redis_server.data_dir = tmp_path / "redis-data"
+    redis_server.data_dir.mkdir()
+    redis_server.start()
+    workers.start(redis_server.url, reclaim_idle_s=600, max_batch_size=16)
+    _, api = start_api(redis_server.url, reclaim_idle_s=600, job_timeout_s=120)
+    accepted: list[str] = []
+    refused = 0
+    store = redis_server.client()
+    for puzzle in easy_puzzles(60):
+        response = api.post("/v1/jobs", json={"task": "sudoku", "puzzle": puzzle,
+                                              "halting": "never"})
+        assert response.status_code == 202, response.text
+        accepted.append(response.json()["id"])
+    wait_until(lambda: sum(bool(store.exists(broker.result_key(i))) for i in accepted) >= 5,
+               60, "the first results")
+    redis_server.stop()  # SIGKILL
+    time.sleep(1.0)
+    for puzzle in easy_puzzles(63)[60:]:  # while it is down: refused, never half-accepted
+        response = api.post("/v1/jobs", json={"task": "sudoku", "puzzle": puzzle})
+        refused += response.status_code == 503
+    redis_server.start()
+    store = redis_server.client()
+    wait_until(lambda: all(store.exists(broker.result_key(i)) for i in accepted), 120,
+               "every accepted job's result after the restart", every_s=0.25)
+    outcomes = {job_id: terminal_events(api, job_id) for job_id in accepted}
+    lost = [job_id for job_id, events in outcomes.items() if events != ["solve.completed"]]
+    duplicated = [job_id for job_id, events in outcomes.items() if len(events) > 1]
+    print(f"accepted {len(accepted)}, solved {len(accepted) - len(lost)}, lost {len(lost)}, "
+          f"duplicated {len(duplicated)}, refused while down {refused}")
+    assert not lost and not duplicated, outcomes
+    assert refused == 3
+
+
+def test_a_job_redis_would_not_queue_is_503_and_leaves_nothing(redis_server, workers,
+                                                               start_api) -> None:
+    workers.start(redis_server.url)
+    running, api = start_api(redis_server.url)
+    job = {"task": "sudoku", "puzzle": easy_puzzles(1)[0]}
+    store = redis_server.client()
+    store.config_set("maxmemory", 1)  # Redis still answers reads; it refuses every write (OOM)
+    try:
+        refused = api.post("/v1/jobs", json=job)
+    finally:
+        store.config_set("maxmemory", 0)
+    assert refused.status_code == 503, refused.text
+    assert refused.headers["Retry-After"] == "2" and refused.json()["reason"] == "broker"
+    assert len(running.service.store) == 0  # no job object for a job nobody will run
+    assert store.keys(broker.meta_key("*")) == []
+    assert api.post("/v1/jobs", json=job).status_code == 202  # a retry gets through
+
+
 def test_worker_started_before_redis_waits_for_it(redis_server, workers, start_api) -> None:
     redis_server.stop()
     workers.start(redis_server.url)
@@ -96,3 +154,81 @@ def test_job_no_worker_finishes_is_dead_lettered(redis_server, workers, start_ap
         text = stream.read().decode()
     failed = re.findall(r"^event: solve\.failed\r?\ndata: (.*)$", text, flags=re.M)
     assert len(failed) == 1 and json.loads(failed[0])["status"] == 500, text
+
+
+def test_hundreds_of_jobs_in_flight_share_a_few_connections(redis_server, workers,
+                                                            start_api) -> None:
+    """400 jobs in flight on one replica (queue limit 512): every one is accepted and finishes,
+    and the replica holds a handful of Redis connections, not one per job."""
+    workers.start(redis_server.url, max_batch_size=16)
+    running, api = start_api(redis_server.url, max_queue_size=512, cache_enabled=False)
+    store = redis_server.client()
+    peak = 0
+
+    def api_connections() -> int:
+        return sum(c.get("name") == "trm-api" for c in store.client_list())
+
+    ids = []
+    for puzzle in easy_puzzles(400):
+        response = api.post("/v1/jobs", json={"task": "sudoku", "puzzle": puzzle,
+                                              "halting": "never"})
+        assert response.status_code == 202, response.text
+        ids.append(response.json()["id"])
+        if len(ids) % 50 == 0:
+            peak = max(peak, api_connections())
+
+    def all_done() -> bool:
+        nonlocal peak
+        peak = max(peak, api_connections())
+        return all(store.exists(broker.result_key(i)) for i in ids)
+
+    wait_until(all_done, 180, "all 400 jobs to finish", every_s=0.5)
+    statuses = [api.get(f"/v1/jobs/{i}").json()["status"] for i in ids]
+    assert statuses.count("succeeded") == 400, {s: statuses.count(s) for s in set(statuses)}
+    assert peak <= running.app.state.settings.redis_max_connections
+    assert peak <= 8, f"{peak} connections for 400 jobs"
+    assert api.get("/readyz").status_code == 200
+
+
+def test_a_job_redis_forgot_fails_at_once(redis_server, workers, start_api) -> None:
+    """Redis without persistence restarts while a job waits in its queue: the client learns
+    within seconds that the job is gone (503, submit again), not after deadline + reclaims."""
+    _, api = start_api(redis_server.url, ready=False, job_timeout_s=300)
+    worker = workers.start(redis_server.url)
+    wait_until(lambda: api.get("/readyz").status_code == 200, 60, "a live worker", every_s=0.2)
+    worker.send_signal(signal.SIGSTOP)  # alive to Redis for its heartbeat TTL, takes nothing
+    try:
+        created = api.post("/v1/jobs", json={"task": "sudoku", "puzzle": easy_puzzles(1)[0]})
+        assert created.status_code == 202, created.text
+        job_id = created.json()["id"]
+        redis_server.stop()
+        redis_server.start()  # empty: the job's queue message, events and metadata are gone
+        started = time.monotonic()
+        wait_until(lambda: api.get(f"/v1/jobs/{job_id}").json()["status"] == "failed", 30,
+                   "the job to be reported lost", every_s=0.2)
+        body = api.get(f"/v1/jobs/{job_id}").json()
+        assert time.monotonic() - started < 20
+        assert body["error"]["status"] == 503 and "submit it again" in body["error"]["detail"]
+    finally:
+        worker.send_signal(signal.SIGCONT)
+
+
+def test_jobs_cancelled_while_queued_leave_no_message_behind(redis_server, workers,
+                                                             start_api) -> None:
+    _, api = start_api(redis_server.url, ready=False)
+    worker = workers.start(redis_server.url)
+    wait_until(lambda: api.get("/readyz").status_code == 200, 60, "a live worker", every_s=0.2)
+    store = redis_server.client()
+    queue = broker.queue_key("sudoku", "trm-sudoku-tiny@1")
+    worker.send_signal(signal.SIGSTOP)
+    try:
+        ids = [api.post("/v1/jobs", json={"task": "sudoku", "puzzle": p}).json()["id"]
+               for p in easy_puzzles(3)]
+        for job_id in ids:
+            assert api.delete(f"/v1/jobs/{job_id}").status_code == 204
+        assert store.xlen(queue) == 3
+    finally:
+        worker.send_signal(signal.SIGCONT)
+    solved = api.post("/v1/solve/sudoku", json={"puzzle": easy_puzzles(4)[3]})
+    assert solved.json()["status"] == "solved"
+    wait_until(lambda: store.xlen(queue) == 0, 10, "the cancelled jobs' messages to go")

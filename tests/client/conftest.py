@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from shipped_models import tiny_only
 
 from app.server import RunningServer, serve_in_thread
 from app.settings import Settings
@@ -15,7 +16,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="session")
 def shipped_settings() -> Settings:
-    return Settings(checkpoint_dir=REPO / "checkpoints", device="cpu", max_batch_size=4,
+    return Settings(checkpoint_dir=tiny_only(), device="cpu", max_batch_size=4,
                     shutdown_timeout_s=2.0)
 
 

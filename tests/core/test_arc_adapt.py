@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -83,16 +84,70 @@ def test_fit_moves_only_the_new_rows(optimizer: str) -> None:
         assert torch.equal(p, before[name]), name
 
 
-def test_fit_stops_at_its_budget_or_when_asked() -> None:
+class MicroBatchClock:
+    """A clock on which every micro-batch's forward takes one second (read by a hook on the
+    answer head, which each forward calls once); `on_forward` may act after each one."""
+
+    def __init__(self, model: TRM, on_forward: Callable[[int], None] | None = None) -> None:
+        self.now, self.forwards = 0.0, 0
+        self.on_forward = on_forward
+        model.answer_head.register_forward_hook(self._tick)
+
+    def _tick(self, *_: object) -> None:
+        self.now += 1.0
+        self.forwards += 1
+        if self.on_forward is not None:
+            self.on_forward(self.forwards)
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_budget_is_checked_between_micro_batches() -> None:
+    # 2 versions x 2 demonstrations = 4 examples; one at a time, a step takes 4 s.
     model = tiny_model()
-    ticks = iter(range(1000))  # each reading of the clock is a second later, however fast a step
-    quick = fit_rows(model, DEMOS, TESTS, 2, AdaptConfig(budget_s=2.0, max_steps=50),
-                     clock=lambda: float(next(ticks)))
-    assert quick.report.steps == 2 and quick.report.stopped == "budget"
+    clock = MicroBatchClock(model)
+    cut = fit_rows(model, DEMOS, TESTS, 2, AdaptConfig(budget_s=2.5, max_steps=50,
+                                                       micro_batch=1), clock=clock)
+    report = cut.report
+    assert (report.steps, report.stopped, report.loss) == (0, "budget", None)
+    assert report.seconds <= 2.5 + 1.0  # at most one micro-batch past the budget
+    assert not cut.rows.any()  # the step it cut short was not applied
+    # All four in one micro-batch: a step takes 1 s, so whole steps fit in the budget.
+    model = tiny_model()
+    whole = fit_rows(model, DEMOS, TESTS, 2, AdaptConfig(budget_s=2.5, max_steps=50,
+                                                         micro_batch=4),
+                     clock=MicroBatchClock(model))
+    assert (whole.report.steps, whole.report.stopped) == (3, "budget")
+
+
+def test_stop_requests_are_seen_between_micro_batches() -> None:
+    model = tiny_model()
     stop = threading.Event()
-    stop.set()
-    asked = fit_rows(model, DEMOS, TESTS, 2, AdaptConfig(max_steps=50), should_stop=stop.is_set)
-    assert asked.report.steps == 1 and asked.report.stopped == "cancelled"
+    clock = MicroBatchClock(model, on_forward=lambda _: stop.set())
+    asked = fit_rows(model, DEMOS, TESTS, 2, AdaptConfig(max_steps=50, micro_batch=1),
+                     should_stop=stop.is_set, clock=clock)
+    assert (asked.report.steps, asked.report.stopped) == (0, "cancelled")
+    assert clock.forwards == 1  # the other three micro-batches of the step never ran
+    before = fit_rows(tiny_model(), DEMOS, TESTS, 2, AdaptConfig(max_steps=50),
+                      should_stop=stop.is_set)
+    assert (before.report.steps, before.report.stopped) == (0, "cancelled")
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "sign_sgd"])
+def test_micro_batches_add_up_to_one_pass(optimizer: str) -> None:
+    """Accumulated micro-batch gradients give the rows one pass over every example gives
+    (float64, so summation order cannot flip a sign)."""
+    fits = []
+    for micro_batch in (1, 3, 64):
+        model = tiny_model().double()
+        config = AdaptConfig(max_steps=4, optimizer=optimizer, stop_when_exact=False,
+                             micro_batch=micro_batch)
+        fits.append(fit_rows(model, DEMOS, TESTS, 3, config))
+    for fit in fits[:-1]:
+        assert np.allclose(fit.rows, fits[-1].rows, atol=1e-6)
+        assert fit.report.loss == pytest.approx(fits[-1].report.loss, abs=1e-4)
+        assert fit.report.demo_exact == fits[-1].report.demo_exact
 
 
 def test_fit_needs_a_puzzle_embedding_and_demonstrations() -> None:

@@ -82,6 +82,25 @@ def test_warm_start_takes_weights_step_and_curve_and_warms_up_again(tmp_path: Pa
     second.train_step()
 
 
+def test_a_resumed_warm_start_keeps_its_warmup_and_a_fresh_time_limit(tmp_path: Path) -> None:
+    """A warm-started run stopped by its time limit and resumed in the next session goes on
+    with the warmup it began (not the full learning rate on new moments), and the time limit
+    counts the new call's time, not the run's total."""
+    first = tiny_trainer(tmp_path / "a")
+    first.fit()
+    second = tiny_trainer(tmp_path / "b", "train.total_steps=40", "train.warmup_steps=20")
+    warm_start(second, tmp_path / "a" / "best")
+    second.train_step()
+    second.save_resume()
+    third = tiny_trainer(tmp_path / "b", "train.total_steps=40", "train.warmup_steps=20",
+                         "train.time_limit_s=3600")
+    assert third.try_resume()
+    assert third.rewarm_from == second.rewarm_from and third.lr_scale() < 0.2
+    third.elapsed_s = 7200.0  # the run as a whole has trained longer than one call's limit
+    third.fit()
+    assert third.step == 40
+
+
 def test_warm_start_refuses_another_model(tmp_path: Path) -> None:
     first = tiny_trainer(tmp_path / "a")
     first.fit()

@@ -131,3 +131,18 @@ def test_a_single_shared_puzzle_row_trains_and_resumes(tmp_path: Path) -> None:
 def test_a_model_for_another_grid_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="seq_len 81 .* the model config has 900"):
         tiny_trainer(tmp_path, "model.seq_len=900")
+
+
+def test_a_stop_request_ends_with_an_evaluation_and_resume_state(tmp_path: Path) -> None:
+    """SIGTERM / Ctrl-C in `trm train` set `stop_requested`: training stops after that step,
+    evaluates (so the best checkpoint holds the latest weights) and saves resume state."""
+    trainer = tiny_trainer(tmp_path, "train.total_steps=40", "train.eval_every=100")
+
+    def on_log(metrics: dict) -> None:
+        if metrics["step"] == 3:
+            trainer.stop_requested = True
+
+    trainer.fit(on_log=on_log, log_every=1)
+    assert trainer.step == 3 and [p["step"] for p in trainer.history] == [3]
+    assert load_checkpoint(tmp_path / "best").card["step"] == 3
+    assert (tmp_path / "resume-00.safetensors").exists()

@@ -11,13 +11,17 @@ import re
 import shlex
 import shutil
 import subprocess
+import tomllib
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from app.metrics import Metrics
+from app.middleware import HostPolicy
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"
@@ -39,6 +43,12 @@ def dockerfile_instructions() -> list[tuple[str, str]]:
 def compose() -> dict[str, Any]:
     loaded: dict[str, Any] = yaml.safe_load(COMPOSE.read_text())
     return loaded
+
+
+def compose_default(value: str) -> str:
+    """What an environment entry becomes when its variable is unset: `${NAME:-x}` -> x."""
+    match = re.fullmatch(r"\$\{\w+:-(.*)\}", value)
+    return match.group(1) if match else value
 
 
 def assert_command_exists(argv: list[str]) -> None:
@@ -107,9 +117,20 @@ def test_compose_config_validates() -> None:
 
 def test_prometheus_scrapes_the_service_ports() -> None:
     config = yaml.safe_load((ROOT / "deploy/prometheus/prometheus.yml").read_text())
-    targets = {job["job_name"]: job["dns_sd_configs"][0] for job in config["scrape_configs"]}
-    assert targets["trm-api"]["names"] == ["api"] and targets["trm-api"]["port"] == 8000
-    assert set(targets["trm-worker"]["names"]) == {"worker", "worker-gpu"}
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    # The API by name: its Host guard refuses a scrape that sends an IP address as the Host.
+    [api_target] = jobs["trm-api"]["static_configs"][0]["targets"]
+    assert api_target == f"api:{compose()['services']['api']['environment']['TRM_PORT']}"
+    api_env = compose()["services"]["api"]["environment"]
+    assert HostPolicy(compose_default(api_env["TRM_ALLOWED_HOSTS"]).split(",")).allows(api_target)
+    # Without keys (the default) every route is open, /metrics included.
+    assert compose_default(api_env["TRM_API_KEYS"]) == ""
+    targets = {name: job["dns_sd_configs"][0] for name, job in jobs.items()
+               if "dns_sd_configs" in job}
+    # GPU workers answer to the alias `worker`: one name, and nothing absent is scraped
+    assert targets["trm-worker"]["names"] == ["worker"]
+    aliases = compose()["services"]["worker-gpu"]["networks"]["default"]["aliases"]
+    assert aliases == ["worker"]
     worker_env = compose()["services"]["worker"]["environment"]
     assert int(worker_env["TRM_WORKER_METRICS_PORT"]) == targets["trm-worker"]["port"]
 
@@ -128,3 +149,57 @@ def test_dashboard_queries_exported_metrics() -> None:
         assert base in families or name in families, f"{name} is not exported"
     provisioned = (ROOT / "deploy/grafana/provisioning/datasources/prometheus.yml").read_text()
     assert "uid: trm-prometheus" in provisioned
+
+
+def test_compose_defaults_are_safe() -> None:
+    """Published ports listen on loopback unless the operator says otherwise, Grafana has no
+    anonymous viewers, and Redis keeps an append-only file on a volume (a restart keeps jobs)."""
+    services = compose()["services"]
+    for name, service in services.items():
+        for port in service.get("ports", []):
+            assert port.startswith(("127.0.0.1:", "${TRM_PUBLISH_ADDRESS:-127.0.0.1}:")), \
+                (name, port)
+    assert services["grafana"]["environment"]["GF_AUTH_ANONYMOUS_ENABLED"] == "false"
+    redis = services["redis"]
+    command = redis["command"]
+    assert command[command.index("--appendonly") + 1] == "yes"
+    assert any(volume.endswith(":/data") for volume in redis["volumes"])
+    allowed = compose_default(services["api"]["environment"]["TRM_ALLOWED_HOSTS"]).split(",")
+    assert "api:*" in allowed and "*" not in allowed
+    assert compose_default(services["api"]["environment"]["TRM_METRICS_PUBLIC"]) == "false"
+
+
+def test_one_image_is_built_for_both_roles() -> None:
+    services = compose()["services"]
+    assert "build" in services["api"]
+    for name in ("worker", "worker-gpu"):
+        assert "build" not in services[name], name
+        assert services[name]["image"] == services["api"]["image"]
+        assert services[name]["pull_policy"] == "never"
+
+
+def test_dependencies_are_pinned_and_installed_before_the_code() -> None:
+    """deploy/constraints.txt pins every direct dependency of the service image at a version
+    pyproject.toml allows (.ci/run checks the whole set is current), and the Dockerfile installs
+    it before copying any code, so a code change reuses the dependency layer."""
+    pins = {}
+    for line in (ROOT / "deploy" / "constraints.txt").read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, _, version = line.partition("==")
+            pins[canonicalize_name(name)] = version
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    direct = [*project["dependencies"], *project["optional-dependencies"]["serve"],
+              *project["optional-dependencies"]["scale"],
+              *project["optional-dependencies"]["onnx"]]
+    for text in direct:
+        requirement = Requirement(text)
+        name = canonicalize_name(requirement.name)
+        if name == "torch":
+            continue  # the Dockerfile's TORCH_SPEC, from the device's index
+        assert name in pins, f"{name} is not pinned in deploy/constraints.txt"
+        assert requirement.specifier.contains(pins[name]), (requirement, pins[name])
+    order = [(word, args) for word, args in dockerfile_instructions() if word in {"COPY", "RUN"}]
+    install = order.index(("RUN", "pip install -r deploy/constraints.txt"))
+    first_code = next(i for i, (word, args) in enumerate(order)
+                      if word == "COPY" and args.split()[0] in {"app", "trm_core", "training"})
+    assert install < first_code

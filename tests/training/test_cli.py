@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import pytest
+from shipped_models import tiny_only
 
 from training.cli import main
 from training.datasets import splits_disjoint
@@ -91,7 +92,7 @@ def test_eval_against_a_running_service(tmp_path: Path, capsys: pytest.CaptureFi
     args = ["--data", str(test_set), "--limit", "24", "--halting", "auto"]
     assert main(["eval", str(root / "checkpoints" / "sudoku" / "trm-sudoku-tiny"), *args,
                  "--json", str(tmp_path / "local.json")]) == 0
-    settings = Settings(checkpoint_dir=root / "checkpoints", device="cpu")
+    settings = Settings(checkpoint_dir=tiny_only(), device="cpu")
     with serve_in_thread(settings) as running:
         assert main(["eval", "--url", running.base_url, *args, "--concurrency", "8",
                      "--json", str(tmp_path / "remote.json")]) == 0

@@ -28,6 +28,17 @@ def test_exported_step_matches_pytorch(tmp_path: Path, mixer: str) -> None:
     assert max(differences.values()) < 1e-4, differences
 
 
+def test_a_step_that_embeds_its_tokens_matches_pytorch(tmp_path: Path) -> None:
+    from training.export import check_export, export_step
+
+    torch.manual_seed(0)
+    model = TRM(ModelConfig(hidden_size=32, num_heads=4, recursions=2, latent_updates=2))
+    path = export_step(model, tmp_path / "step.onnx", from_tokens=True)
+    assert not list(tmp_path.glob("*.data"))  # one self-contained file
+    differences = check_export(model, path, batch=5, from_tokens=True)
+    assert max(differences.values()) < 1e-4, differences
+
+
 def test_export_command(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     stem = save_checkpoint(tmp_path / "tiny", TRM(ModelConfig(hidden_size=16, num_heads=2,
                                                                recursions=1, latent_updates=1)),

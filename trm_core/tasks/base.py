@@ -107,6 +107,17 @@ class Task(ABC):
         the user gave (Sudoku: its digits). Identity for tasks whose answers may."""
         return answer
 
+    def portable_rules(self) -> dict[str, Any] | None:
+        """`keep_givens`, `verify` and `format` written down as data, for runners outside Python
+        (a portable bundle's manifest, training/bundle.py); None when they cannot be, and a
+        bundle refuses the task. Keys: "blank" (the cell value of a blank) and "blank_char"
+        (how `format` writes it; other cells as their decimal digit), "keep_givens"
+        ("non-blank": a non-blank puzzle cell keeps its value in every answer, or "none"),
+        "verify" ({"kind": "units", "units": [[position, ...], ...], "unit_names": [...],
+        "values": [...]}: the answer keeps the givens and every unit holds each value exactly
+        once; a puzzle whose givens repeat a value in a unit is refused)."""
+        return None
+
     def conflicts(self, puzzle: np.ndarray, answer: np.ndarray) -> np.ndarray | None:
         """Cells (seq_len,) bool of `answer` that break a rule of `puzzle` (blank, changed
         given, clash); None when the task cannot tell cell by cell. Search keeps only the

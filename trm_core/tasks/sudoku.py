@@ -345,6 +345,12 @@ class SudokuTask(Task):
     def keep_givens(self, puzzle: np.ndarray, answer: np.ndarray) -> np.ndarray:
         return np.where(puzzle != 0, puzzle, answer).astype(answer.dtype)
 
+    def portable_rules(self) -> dict[str, Any]:
+        return {"blank": 0, "blank_char": ".", "keep_givens": "non-blank",
+                "verify": {"kind": "units", "units": UNIT_INDEX.tolist(),
+                           "unit_names": [f"{kind} {number}" for kind, number, _ in UNITS],
+                           "values": list(range(1, SIZE + 1))}}
+
     def conflicts(self, puzzle: np.ndarray, answer: np.ndarray) -> np.ndarray:
         return conflicting_cells(puzzle, answer)
 

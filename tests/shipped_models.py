@@ -1,0 +1,32 @@
+"""The shipped checkpoints, one model at a time.
+
+Tests that need *a* real trained Sudoku model serve the shipped tiny one alone: it is the
+fastest, and what they assert (model ids, step counts) stays fixed whichever model is the
+shipped default. Tests of the shipped folder itself (tests/app/test_shipped_checkpoint.py) serve
+SHIPPED as it is."""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import shutil
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = ROOT / "checkpoints"
+TINY = SHIPPED / "sudoku" / "trm-sudoku-tiny"
+TINY_ID = "trm-sudoku-tiny@1"
+
+
+@functools.cache
+def tiny_only() -> Path:
+    """A checkpoint folder holding only the shipped tiny Sudoku model and its sidecars (made
+    once per test process, removed at exit)."""
+    root = Path(tempfile.mkdtemp(prefix="trm-tiny-"))
+    atexit.register(shutil.rmtree, root, True)
+    folder = root / "sudoku"
+    folder.mkdir()
+    for path in TINY.parent.glob(f"{TINY.name}.*"):
+        shutil.copy(path, folder / path.name)
+    return root
