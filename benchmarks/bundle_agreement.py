@@ -1,8 +1,9 @@
 """How often a bundle's answer differs from the server's at any step, over many puzzles: the
-shipped tiny Sudoku model's bundle on onnxruntime (the reference loop, training/bundle_solve.py)
-and on onnxruntime-web in Chromium (the viewer's runner), against the service's engine at fp32
-stepping one puzzle at a time, as it does for a lone request. Every puzzle runs all 16 steps
-(`halting: "never"`), and a puzzle counts as differing when any cell of any step's grid differs.
+shipped tiny Sudoku model's bundle (or `--model`'s) on onnxruntime (the reference loop,
+training/bundle_solve.py) and on onnxruntime-web in Chromium (the viewer's runner), against the
+service's engine at fp32 stepping one puzzle at a time, as it does for a lone request. Every
+puzzle runs all 16 steps (`halting: "never"`), and a puzzle counts as differing when any cell of
+any step's grid differs.
 
     python benchmarks/bundle_agreement.py --per-set 200 \
         --out benchmarks/results/bundle_agreement_cpu.json
@@ -49,10 +50,10 @@ IN_BROWSER = """async (puzzles) => {
 }"""
 
 
-def engine_grids(puzzles: list[str]) -> list[list[str]]:
+def engine_grids(stem: Path, puzzles: list[str]) -> list[list[str]]:
     """Each puzzle's grid at every step, from the engine at fp32, one puzzle at a time."""
     task = get_task("sudoku")
-    model, _ = prepare_for_inference(load_checkpoint(MODEL).model, "cpu", "float32")
+    model, _ = prepare_for_inference(load_checkpoint(stem).model, "cpu", "float32")
     engine = Engine(model, task, slots=1, max_queue=1)
     runs = []
     for text in puzzles:
@@ -69,7 +70,8 @@ def onnxruntime_grids(folder: Path, puzzles: list[str]) -> list[list[str]]:
              bundle.solve(bundle.parse(text), STEPS, "never").steps] for text in puzzles]
 
 
-def browser_grids(sets: dict[str, list[str]], chromium: str) -> dict[str, list[list[str]]]:
+def browser_grids(stem: Path, sets: dict[str, list[str]],
+                  chromium: str) -> dict[str, list[list[str]]]:
     """The viewer's runner on the bundle the service offers (the same files), per set."""
     from playwright.sync_api import sync_playwright
 
@@ -78,7 +80,7 @@ def browser_grids(sets: dict[str, list[str]], chromium: str) -> dict[str, list[l
 
     with tempfile.TemporaryDirectory() as root:
         (Path(root) / "sudoku").mkdir()
-        for path in MODEL.parent.glob(f"{MODEL.name}.*"):
+        for path in stem.parent.glob(f"{stem.name}.*"):
             shutil.copy(path, Path(root) / "sudoku" / path.name)
         settings = Settings(checkpoint_dir=Path(root), device="cpu", dtype="float32")
         with serve_in_thread(settings) as server, sync_playwright() as playwright:
@@ -87,7 +89,7 @@ def browser_grids(sets: dict[str, list[str]], chromium: str) -> dict[str, list[l
             page = browser.new_page()
             page.goto(server.base_url + "/")
             page.wait_for_function("typeof BundleRunner === 'object'")
-            page.evaluate("(id) => BundleRunner.load(id, {})", "trm-sudoku-tiny@1")
+            page.evaluate("(id) => BundleRunner.load(id, {})", load_checkpoint(stem).id)
             runs = {level: page.evaluate(IN_BROWSER, puzzles) for level, puzzles in sets.items()}
             browser.close()
     return runs
@@ -112,6 +114,8 @@ def main() -> None:
     parser.add_argument("--per-set", type=int, default=200, help="puzzles per test set")
     parser.add_argument("--chromium", default=shutil.which("chromium"),
                         help="Chromium to run the browser runner in (none: skip it)")
+    parser.add_argument("--model", type=Path, default=MODEL,
+                        help="checkpoint stem (default: the shipped tiny model)")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -119,14 +123,15 @@ def main() -> None:
     sets = {level: [task.format(p) for p in load_puzzle_csv(
         ROOT / "training" / "data" / f"sudoku-{level}-test.csv", task).head(args.per_set).puzzles]
         for level in LEVELS}
-    served = {level: engine_grids(puzzles) for level, puzzles in sets.items()}
+    served = {level: engine_grids(args.model, puzzles) for level, puzzles in sets.items()}
     with tempfile.TemporaryDirectory() as root:
-        write_bundle(load_checkpoint(MODEL), Path(root))
+        write_bundle(load_checkpoint(args.model), Path(root))
         runtimes = {"onnxruntime": {level: onnxruntime_grids(Path(root), puzzles)
                                     for level, puzzles in sets.items()}}
     if args.chromium:
-        runtimes["onnxruntime-web"] = browser_grids(sets, args.chromium)
-    report: dict[str, Any] = {"cpu": cpu_description(), "steps": STEPS,
+        runtimes["onnxruntime-web"] = browser_grids(args.model, sets, args.chromium)
+    report: dict[str, Any] = {"model": load_checkpoint(args.model).id,
+                              "cpu": cpu_description(), "steps": STEPS,
                               "puzzles": {level: len(p) for level, p in sets.items()}}
     for runtime, runs in runtimes.items():
         report[runtime] = {level: differences(served[level], runs[level], sets[level])
