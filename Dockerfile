@@ -35,6 +35,8 @@ COPY training ./training
 COPY app ./app
 # The project itself; its dependencies are all installed above (pip check proves it).
 RUN pip install --no-deps . && pip check
+# The viewer's in-browser runtime, fetched by pinned hash (python -m app.ort_runtime).
+RUN python -m app.ort_runtime
 
 COPY checkpoints ./checkpoints
 

@@ -11,15 +11,15 @@ answer is a 501 saying so.
 from __future__ import annotations
 
 import asyncio
+import functools
+import hashlib
 import importlib.util
 import io
-import json
 import logging
 import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from app.errors import ApiError
 from app.registry import ModelEntry
@@ -28,19 +28,20 @@ from trm_core.checkpoint import load_checkpoint
 log = logging.getLogger(__name__)
 
 
+# The name under which `Bundle.content` and `Bundle.etag` answer for the whole zip.
+ZIP = "bundle.zip"
+
+
 @dataclass(frozen=True)
 class Bundle:
-    """A bundle's files by name (manifest.json, step.onnx, solve.py)."""
+    """A bundle's files by name (manifest.json, step.onnx, solve.py). Built once per model, so
+    its zip and every ETag are computed once too, not per request."""
 
     model_id: str
     files: dict[str, bytes]
 
-    @property
-    def manifest(self) -> dict[str, Any]:
-        manifest: dict[str, Any] = json.loads(self.files["manifest.json"])
-        return manifest
-
-    def zip(self) -> bytes:
+    @functools.cached_property
+    def _zip(self) -> bytes:
         """The files in one zip archive, under a folder named after the model."""
         folder = self.model_id.replace("@", "-v")
         buffer = io.BytesIO()
@@ -50,6 +51,19 @@ class Bundle:
                 info = zipfile.ZipInfo(f"{folder}/{name}", date_time=(2025, 1, 1, 0, 0, 0))
                 archive.writestr(info, data, compress_type=zipfile.ZIP_DEFLATED)
         return buffer.getvalue()
+
+    @functools.cached_property
+    def _etags(self) -> dict[str, str]:
+        return {name: f'"{hashlib.sha256(self.content(name)).hexdigest()}"'
+                for name in (*self.files, ZIP)}
+
+    def content(self, name: str) -> bytes:
+        """A file's bytes, or the zip of all of them for `ZIP`."""
+        return self._zip if name == ZIP else self.files[name]
+
+    def etag(self, name: str) -> str:
+        """The content's sha256, quoted as an ETag."""
+        return self._etags[name]
 
 
 class BundleStore:

@@ -51,3 +51,14 @@ def server_run(client: httpx.Client, puzzle: str, halting: str) -> dict[str, Any
 def final_answer(body: dict[str, Any]) -> str:
     """The grid a result ends on, verified (`solution`) or not (`answer`)."""
     return str(body.get("solution") or body["answer"])
+
+
+def fp32_settings() -> Any:
+    """The server a bundle is compared with: the shipped tiny model alone, at fp32, single pass
+    by default."""
+    from shipped_models import tiny_only
+
+    from app.settings import Settings
+
+    return Settings(checkpoint_dir=tiny_only(), device="cpu", max_batch_size=4,
+                    dtype="float32", search_budget_steps=0)

@@ -362,10 +362,9 @@ class Trainer:
         """Past `time_limit_s` of this call, or asked to stop (`stop_requested`, set by the
         CLI on SIGTERM / Ctrl-C), on any rank (so every rank stops at the same step)."""
         spent = time.perf_counter() - self._call_started
-        over = bool(self.cfg.time_limit_s) and spent >= self.cfg.time_limit_s
-        if not (self.cfg.time_limit_s or self.ranks.world_size > 1):
-            return self.stop_requested
-        return distributed.any_rank(over or self.stop_requested, self.device)
+        stop = self.stop_requested or (
+            bool(self.cfg.time_limit_s) and spent >= self.cfg.time_limit_s)
+        return distributed.any_rank(stop, self.device)  # plain `stop` on a single process
 
     def _evaluate_and_save(self, due: bool, out_of_time: bool,
                            on_eval: Callable[[dict[str, Any]], None] | None

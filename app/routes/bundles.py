@@ -11,15 +11,12 @@ instead of fetching it again. The viewer's "run in this browser" reads the first
 
 from __future__ import annotations
 
-import hashlib
-
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from app import errors
-from app.bundles import Bundle, BundleStore
-from app.registry import ModelEntry
-from app.routes import service_of
+from app.bundles import ZIP, Bundle, BundleStore
+from app.routes.models import entry_by_id
 from app.schemas import PROBLEM_RESPONSES
 
 router = APIRouter(tags=["models"])
@@ -36,36 +33,27 @@ def _store(request: Request) -> BundleStore:
     return store
 
 
-def _entry(request: Request, model_id: str) -> ModelEntry:
-    entries = service_of(request).registry.entries
-    entry = entries.get(model_id)
-    if entry is None:
-        raise errors.not_found("model", f"unknown model {model_id!r}; loaded: "
-                               f"{', '.join(entries) or 'none'}", available=sorted(entries))
-    return entry
-
-
 async def _bundle(request: Request, model_id: str) -> Bundle:
-    return await _store(request).get(_entry(request, model_id))
+    return await _store(request).get(entry_by_id(request, model_id))
 
 
-def _send(request: Request, data: bytes, media_type: str,
+def _send(request: Request, bundle: Bundle, name: str, media_type: str,
           filename: str | None = None) -> Response:
-    """`data` with its ETag; 304 when the client already holds it."""
-    etag = f'"{hashlib.sha256(data).hexdigest()}"'
+    """One of the bundle's files (or its zip) with its ETag; 304 when the client holds it."""
+    etag = bundle.etag(name)
     headers = {"ETag": etag, "Cache-Control": "no-cache"}
     if filename is not None:
         headers["Content-Disposition"] = f'attachment; filename="{filename}"'
     if etag in request.headers.get("if-none-match", ""):
         return Response(status_code=304, headers=headers)
-    return Response(data, media_type=media_type, headers=headers)
+    return Response(bundle.content(name), media_type=media_type, headers=headers)
 
 
 @router.get("/v1/models/{model_id}/bundle", responses=PROBLEM_RESPONSES)
 async def bundle_manifest(model_id: str, request: Request) -> Response:
     """The manifest of the model's portable bundle (built on first request: seconds)."""
     bundle = await _bundle(request, model_id)
-    return _send(request, bundle.files["manifest.json"], MEDIA_TYPES["manifest.json"])
+    return _send(request, bundle, "manifest.json", MEDIA_TYPES["manifest.json"])
 
 
 @router.get("/v1/models/{model_id}/bundle.zip", responses=PROBLEM_RESPONSES)
@@ -73,7 +61,7 @@ async def bundle_zip(model_id: str, request: Request) -> Response:
     """The whole bundle as a zip: unpack it and run `python solve.py PUZZLE`."""
     bundle = await _bundle(request, model_id)
     name = f"{model_id.replace('@', '-v')}-bundle.zip"
-    return _send(request, bundle.zip(), "application/zip", filename=name)
+    return _send(request, bundle, ZIP, "application/zip", filename=name)
 
 
 @router.get("/v1/models/{model_id}/bundle/{name}", responses=PROBLEM_RESPONSES)
@@ -83,4 +71,4 @@ async def bundle_file(model_id: str, name: str, request: Request) -> Response:
     if name not in bundle.files:
         raise errors.not_found("bundle-file", f"a bundle holds {', '.join(bundle.files)}; "
                                f"not {name!r}", available=list(bundle.files))
-    return _send(request, bundle.files[name], MEDIA_TYPES[name])
+    return _send(request, bundle, name, MEDIA_TYPES[name])

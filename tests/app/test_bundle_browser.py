@@ -13,11 +13,17 @@ from typing import Any
 import httpx
 import pytest
 from browser_helpers import chromium, needs_chromium, open_viewer
-from bundle_cases import CELL_TOLERANCE, TOLERANCE, checked_puzzles, final_answer, server_run
-from shipped_models import TINY_ID, tiny_only
+from bundle_cases import (
+    CELL_TOLERANCE,
+    TOLERANCE,
+    checked_puzzles,
+    final_answer,
+    fp32_settings,
+    server_run,
+)
+from shipped_models import TINY_ID
 
 from app.server import RunningServer, serve_in_thread
-from app.settings import Settings
 
 pytest.importorskip("onnxscript", reason="the [onnx] extra is not installed")
 pytestmark = [needs_chromium, pytest.mark.slow]  # the server exports the bundle: about 10 s
@@ -53,9 +59,10 @@ RUN_HERE = """async ([puzzles, halting]) => {
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[RunningServer]:
-    settings = Settings(checkpoint_dir=tiny_only(), device="cpu", max_batch_size=4,
-                        dtype="float32", search_budget_steps=0)
-    with serve_in_thread(settings) as running:
+    from app.ort_runtime import missing
+
+    assert not missing(), "the browser runtime is not fetched: python -m app.ort_runtime"
+    with serve_in_thread(fp32_settings()) as running:
         yield running
 
 

@@ -81,7 +81,8 @@ def test_dockerfile_copies_and_runs_what_exists() -> None:
             argv = json.loads(args[args.index("["):])
             assert_command_exists(argv)
         elif word == "RUN":
-            assert shlex.split(args)[0] in {"pip", "useradd"}, args
+            assert shlex.split(args)[:3] == ["python", "-m", "app.ort_runtime"] or \
+                shlex.split(args)[0] in {"pip", "useradd"}, args
     assert ("USER", "10001") in instructions, "the image must not run as root"
     assert any(word == "HEALTHCHECK" and "/readyz" in args for word, args in instructions)
 

@@ -20,11 +20,10 @@ from typing import Any
 
 import httpx
 import pytest
-from bundle_cases import TOLERANCE, checked_puzzles, final_answer, server_run
-from shipped_models import TINY, TINY_ID, tiny_only
+from bundle_cases import TOLERANCE, checked_puzzles, final_answer, fp32_settings, server_run
+from shipped_models import TINY, TINY_ID
 
 from app.server import RunningServer, serve_in_thread
-from app.settings import Settings
 from training.cli import main as trm
 from trm_core.tasks import get_task
 
@@ -57,9 +56,7 @@ def solver(folder: Path) -> ModuleType:
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[RunningServer]:
-    settings = Settings(checkpoint_dir=tiny_only(), device="cpu", max_batch_size=4,
-                        dtype="float32", search_budget_steps=0)
-    with serve_in_thread(settings) as running:
+    with serve_in_thread(fp32_settings()) as running:
         yield running
 
 
