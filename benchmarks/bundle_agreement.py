@@ -1,12 +1,19 @@
-"""How often a bundle's answer differs from the server's at any step, over many puzzles: the
-shipped tiny Sudoku model's bundle (or `--model`'s) on onnxruntime (the reference loop,
+"""How often a bundle's answer differs from the server's, over many puzzles: the shipped tiny
+Sudoku model's bundle (or `--model`'s) on onnxruntime (the reference loop,
 training/bundle_solve.py) and on onnxruntime-web in Chromium (the viewer's runner), against the
-service's engine at fp32 stepping one puzzle at a time, as it does for a lone request. Every
-puzzle runs all 16 steps (`halting: "never"`), and a puzzle counts as differing when any cell of
-any step's grid differs.
+service's engine at fp32 stepping one puzzle at a time, as it does for a lone request.
 
     python benchmarks/bundle_agreement.py --per-set 200 \
         --out benchmarks/results/bundle_agreement_cpu.json
+    python benchmarks/bundle_agreement.py --model checkpoints/sudoku/trm-sudoku-small \
+        --halting auto --per-set 100 --out benchmarks/results/bundle_agreement_small_auto_cpu.json
+
+`--halting never` runs every puzzle all 16 steps; `auto` (the service's default) stops as the
+service does. Per set and runtime it counts the puzzles whose grid differs at some step, whose
+final status (solved or not) differs, and whose final grid differs; for each differing puzzle
+it records the first step that differs and the engine's confidence in the cells that differ
+there (fp32 runtimes sum in different orders, so a cell the engine holds near a tie can flip,
+and a recursive model carries the flip into later steps).
 
 The tests check the first 16 puzzles of each set exactly (tests/training/test_bundle.py,
 tests/app/test_bundle_browser.py); this measures how far that holds.
@@ -29,49 +36,55 @@ sys.path.insert(0, str(ROOT))  # run from a source checkout
 
 from training.bundle import write_bundle  # noqa: E402
 from training.bundle_solve import Bundle  # noqa: E402
+from training.conditioning import (  # noqa: E402
+    Run,
+    cells_apart,
+    differing,
+    engine_runs,
+    first_difference,
+    rounding_sensitive,
+)
 from trm_core.checkpoint import load_checkpoint  # noqa: E402
 from trm_core.data import load_puzzle_csv  # noqa: E402
-from trm_core.engine import Engine  # noqa: E402
 from trm_core.inference import cpu_description, prepare_for_inference  # noqa: E402
 from trm_core.tasks import get_task  # noqa: E402
 
 MODEL = ROOT / "checkpoints" / "sudoku" / "trm-sudoku-tiny"
 LEVELS = ("easy", "medium", "hard")
 STEPS = 16
-IN_BROWSER = """async (puzzles) => {
+IN_BROWSER = """async ([puzzles, halting]) => {
   const runs = [];
   for (const text of puzzles) {
     const grids = [];
-    await BundleRunner.solve(BundleRunner.parse(text), { halting: "never" },
-      (name, data) => { if (name === "solve.step") grids.push(data.grid); }, () => false);
-    runs.push(grids);
+    let solved = false;
+    await BundleRunner.solve(BundleRunner.parse(text), { halting }, (name, data) => {
+      if (name === "solve.step") grids.push(data.grid);
+      if (name === "solve.completed") solved = data.status === "solved";
+    }, () => false);
+    runs.push({ grids, solved });
   }
   return runs;
 }"""
 
 
-def engine_grids(stem: Path, puzzles: list[str]) -> list[list[str]]:
-    """Each puzzle's grid at every step, from the engine at fp32, one puzzle at a time."""
-    task = get_task("sudoku")
+def served_runs(stem: Path, puzzles: list[str], halting: str) -> list[Run]:
+    """The service's single pass at fp32, one puzzle at a time."""
     model, _ = prepare_for_inference(load_checkpoint(stem).model, "cpu", "float32")
-    engine = Engine(model, task, slots=1, max_queue=1)
+    return engine_runs(model, get_task("sudoku"), puzzles, halting, STEPS)
+
+
+def onnxruntime_runs(folder: Path, puzzles: list[str], halting: str) -> list[Run]:
+    bundle = Bundle(folder)
     runs = []
     for text in puzzles:
-        grids: list[str] = []
-        engine.solve(task.parse(text), halting="never", max_steps=STEPS,
-                     on_step=lambda update, grids=grids: grids.append(task.format(update.answer)))
-        runs.append(grids)
+        result = bundle.solve(bundle.parse(text), STEPS, halting)
+        runs.append(Run([bundle.format(step.answer) for step in result.steps],
+                        result.status == "solved"))
     return runs
 
 
-def onnxruntime_grids(folder: Path, puzzles: list[str]) -> list[list[str]]:
-    bundle = Bundle(folder)
-    return [[bundle.format(step.answer) for step in
-             bundle.solve(bundle.parse(text), STEPS, "never").steps] for text in puzzles]
-
-
-def browser_grids(stem: Path, sets: dict[str, list[str]],
-                  chromium: str) -> dict[str, list[list[str]]]:
+def browser_runs(stem: Path, sets: dict[str, list[str]], chromium: str,
+                 halting: str) -> dict[str, list[Run]]:
     """The viewer's runner on the bundle the service offers (the same files), per set."""
     from playwright.sync_api import sync_playwright
 
@@ -90,23 +103,42 @@ def browser_grids(stem: Path, sets: dict[str, list[str]],
             page.goto(server.base_url + "/")
             page.wait_for_function("typeof BundleRunner === 'object'")
             page.evaluate("(id) => BundleRunner.load(id, {})", load_checkpoint(stem).id)
-            runs = {level: page.evaluate(IN_BROWSER, puzzles) for level, puzzles in sets.items()}
+            runs = {level: [Run(r["grids"], r["solved"])
+                            for r in page.evaluate(IN_BROWSER, [puzzles, halting])]
+                    for level, puzzles in sets.items()}
             browser.close()
     return runs
 
 
-def differences(reference: list[list[str]], other: list[list[str]],
-                puzzles: list[str]) -> list[dict[str, Any]]:
-    """The puzzles whose grids differ at some step: which steps and how many cells."""
+def differences(reference: list[Run], other: list[Run], puzzles: list[str],
+                sensitive: set[int]) -> dict[str, Any]:
+    """The puzzles whose runs differ: from which step, whether the final status or grid
+    differs, the server's confidence in the first differing cells, and whether the puzzle is
+    rounding-sensitive for the model (training/conditioning.py)."""
     found = []
-    for index, (ours, theirs) in enumerate(zip(other, reference, strict=True)):
-        steps = [s for s in range(STEPS) if ours[s] != theirs[s]]
-        if steps:
-            found.append({"index": index, "puzzle": puzzles[index],
-                          "steps": [s + 1 for s in steps],
-                          "cells": [sum(a != b for a, b in zip(ours[s], theirs[s], strict=True))
-                                    for s in steps]})
-    return found
+    for index in sorted(differing(reference, other)):
+        ours, theirs = other[index], reference[index]
+        first = first_difference(ours, theirs)
+        assert first is not None
+        entry: dict[str, Any] = {
+            "index": index, "puzzle": puzzles[index], "first_step": first + 1,
+            "rounding_sensitive": index in sensitive,
+            "steps_used": {"server": len(theirs.grids), "bundle": len(ours.grids)},
+            "solved": {"server": theirs.solved, "bundle": ours.solved},
+            "final_grid_differs": ours.grids[-1] != theirs.grids[-1]}
+        if first < min(len(ours.grids), len(theirs.grids)):
+            cells = cells_apart(ours.grids[first], theirs.grids[first])
+            entry["server_confidence_there"] = [round(theirs.confidence[first][c], 4)
+                                                for c in cells]
+        found.append(entry)
+    return {"puzzles_differing": len(found),
+            "differing_not_sensitive": sum(not e["rounding_sensitive"] for e in found),
+            "rounding_sensitive": len(sensitive),
+            "status_differs": sum(e["solved"]["server"] != e["solved"]["bundle"] for e in found),
+            "final_grid_differs": sum(e["final_grid_differs"] for e in found),
+            "solved_by_server": sum(r.solved for r in reference),
+            "solved_by_bundle": sum(r.solved for r in other),
+            "puzzles": found}
 
 
 def main() -> None:
@@ -116,6 +148,7 @@ def main() -> None:
                         help="Chromium to run the browser runner in (none: skip it)")
     parser.add_argument("--model", type=Path, default=MODEL,
                         help="checkpoint stem (default: the shipped tiny model)")
+    parser.add_argument("--halting", choices=["never", "auto"], default="never")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -123,21 +156,25 @@ def main() -> None:
     sets = {level: [task.format(p) for p in load_puzzle_csv(
         ROOT / "training" / "data" / f"sudoku-{level}-test.csv", task).head(args.per_set).puzzles]
         for level in LEVELS}
-    served = {level: engine_grids(args.model, puzzles) for level, puzzles in sets.items()}
+    served = {level: served_runs(args.model, puzzles, args.halting)
+              for level, puzzles in sets.items()}
+    model = load_checkpoint(args.model).model
+    sensitive = {level: rounding_sensitive(model, get_task("sudoku"), puzzles, args.halting,
+                                           STEPS) for level, puzzles in sets.items()}
     with tempfile.TemporaryDirectory() as root:
         write_bundle(load_checkpoint(args.model), Path(root))
-        runtimes = {"onnxruntime": {level: onnxruntime_grids(Path(root), puzzles)
+        runtimes = {"onnxruntime": {level: onnxruntime_runs(Path(root), puzzles, args.halting)
                                     for level, puzzles in sets.items()}}
     if args.chromium:
-        runtimes["onnxruntime-web"] = browser_grids(args.model, sets, args.chromium)
+        runtimes["onnxruntime-web"] = browser_runs(args.model, sets, args.chromium, args.halting)
     report: dict[str, Any] = {"model": load_checkpoint(args.model).id,
-                              "cpu": cpu_description(), "steps": STEPS,
+                              "cpu": cpu_description(), "steps": STEPS, "halting": args.halting,
                               "puzzles": {level: len(p) for level, p in sets.items()}}
     for runtime, runs in runtimes.items():
-        report[runtime] = {level: differences(served[level], runs[level], sets[level])
-                           for level in sets}
-        print(runtime, {level: len(found) for level, found in report[runtime].items()},
-              "puzzles differing", flush=True)
+        report[runtime] = {level: differences(served[level], runs[level], sets[level],
+                                              sensitive[level]) for level in sets}
+        print(runtime, json.dumps({level: {k: v for k, v in found.items() if k != "puzzles"}
+                                   for level, found in report[runtime].items()}), flush=True)
     if args.out:
         args.out.write_text(json.dumps(report, indent=2) + "\n")
 

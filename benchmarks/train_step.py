@@ -1,4 +1,4 @@
-"""Time one Sudoku training supervision step (forward through all T x (n+1) passes, backward
+"""Time one training supervision step (forward through all T x (n+1) passes, backward
 through the last recursion, optimizer, EMA) with the real trainer, comparing precision and
 compilation settings in the same run.
 
@@ -8,9 +8,14 @@ compilation settings in the same run.
     python benchmarks/train_step.py --device cpu --variants fp32-eager bf16-eager bf16-compiled
 
 Each variant builds a fresh trainer, runs `--warmup` untimed steps (compilation happens there),
-then times `--steps` steps; the first variant is the baseline of the speedup column. Prints and
-writes JSON (--out). The reference: the official code takes 105 ms per step (81 positions,
-batch 768, compiled) on one H100.
+then times `--steps` steps; the first variant is the baseline of the speedup column. The
+puzzles are symmetric images of the first row of the config's training data (of a built-in
+Sudoku when that file is absent), so any task's config can be timed:
+
+    python benchmarks/train_step.py --device cpu --config training/configs/maze-conv-cpu.toml
+
+Prints and writes JSON (--out). The reference: the official code takes 105 ms per step (81
+positions, batch 768, compiled) on one H100.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from trm_core.data import PuzzleSet
+from trm_core.data import PuzzleSet, load_puzzle_csv
 from trm_core.inference import cpu_description, cpu_has_native_bf16
 from trm_core.tasks import get_task
 from trm_core.train_config import RunConfig, load_run
@@ -43,11 +48,16 @@ VARIANTS = {
 }
 
 
-def synthetic_set(count: int) -> PuzzleSet:
+def synthetic_set(run: RunConfig, count: int) -> PuzzleSet:
     """Symmetric images of one puzzle: timing does not depend on which puzzles they are."""
-    task = get_task("sudoku")
+    task = get_task(run.train.task)
     rng = np.random.default_rng(0)
-    puzzle, solution = task.parse(PUZZLE), task.parse(SOLUTION)
+    source = Path(run.train.train_data)
+    if source.exists():
+        first = load_puzzle_csv(source, task).head(1)
+        puzzle, solution = first.puzzles[0], first.solutions[0]
+    else:
+        puzzle, solution = task.parse(PUZZLE), task.parse(SOLUTION)
     syms = [task.random_symmetry(rng) for _ in range(count)]
     return PuzzleSet(np.stack([s.apply(puzzle) for s in syms]),
                      np.stack([s.apply(solution) for s in syms]), np.array(["hard"] * count))
@@ -60,7 +70,7 @@ def sync(device: torch.device) -> None:
 
 def time_variant(run: RunConfig, data: PuzzleSet, warmup: int, steps: int) -> dict[str, Any]:
     """Median seconds per step of a fresh trainer, after `warmup` untimed steps."""
-    trainer = Trainer(run, get_task("sudoku"), data, None)
+    trainer = Trainer(run, get_task(run.train.task), data, None)
     started = time.perf_counter()
     for _ in range(warmup):
         trainer.train_step()
@@ -111,7 +121,7 @@ def main() -> None:
                  f"train.threads={args.threads}"]
     if args.batch_size:
         overrides.append(f"train.batch_size={args.batch_size}")
-    data = synthetic_set(4096)
+    data = synthetic_set(load_run(config, overrides), 4096)
     rows = []
     for name in args.variants or default_variants("cpu" if on_cpu else "cuda"):
         autocast, compile_mode = VARIANTS[name]
@@ -120,7 +130,7 @@ def main() -> None:
         rows.append({"variant": name, **time_variant(run, data, args.warmup, args.steps)})
         rows[-1]["speedup"] = round(rows[0]["median_ms"] / rows[-1]["median_ms"], 2)
         print(json.dumps(rows[-1]))
-    result = {"benchmark": "sudoku_train_step", "config": str(config),
+    result = {"benchmark": "train_step", "task": run.train.task, "config": str(config),
               "batch_size": run.train.batch_size, "passes_forward": run.model.passes_per_step,
               "threads": torch.get_num_threads(), "native_bf16": cpu_has_native_bf16(),
               "torch": torch.__version__, "rows": rows}

@@ -17,16 +17,23 @@ ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "checkpoints"
 TINY = SHIPPED / "sudoku" / "trm-sudoku-tiny"
 TINY_ID = "trm-sudoku-tiny@1"
+SMALL = SHIPPED / "sudoku" / "trm-sudoku-small"  # the default
+SMALL_ID = "trm-sudoku-small@1"
 
 
 @functools.cache
-def tiny_only() -> Path:
-    """A checkpoint folder holding only the shipped tiny Sudoku model and its sidecars (made
-    once per test process, removed at exit)."""
-    root = Path(tempfile.mkdtemp(prefix="trm-tiny-"))
+def alone(stem: Path) -> Path:
+    """A checkpoint folder holding only the shipped model `stem` and its sidecars (made once
+    per test process, removed at exit)."""
+    root = Path(tempfile.mkdtemp(prefix=f"{stem.name}-"))
     atexit.register(shutil.rmtree, root, True)
-    folder = root / "sudoku"
+    folder = root / stem.parent.name
     folder.mkdir()
-    for path in TINY.parent.glob(f"{TINY.name}.*"):
+    for path in stem.parent.glob(f"{stem.name}.*"):
         shutil.copy(path, folder / path.name)
     return root
+
+
+def tiny_only() -> Path:
+    """A checkpoint folder holding only the shipped tiny Sudoku model."""
+    return alone(TINY)

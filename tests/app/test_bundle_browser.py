@@ -2,7 +2,8 @@
 fp32 (tests/bundle_cases.py says why, and what is compared): the model's bundle runs on
 onnxruntime-web (WebAssembly, vendored under app/static/ort/), and the same puzzle solved on the
 server and in the browser draws the same grid at every step and halts at the same step. Once the
-bundle is loaded the page solves with the network cut."""
+bundle is loaded the page solves with the network cut. The default model's bundle is checked
+the same way on every checked puzzle that is not rounding-sensitive for it."""
 
 from __future__ import annotations
 
@@ -19,9 +20,10 @@ from bundle_cases import (
     checked_puzzles,
     final_answer,
     fp32_settings,
+    rounding_sensitive_puzzles,
     server_run,
 )
-from shipped_models import TINY_ID
+from shipped_models import SMALL, SMALL_ID, TINY_ID
 
 from app.server import RunningServer, serve_in_thread
 
@@ -139,6 +141,27 @@ def test_the_browser_answers_as_the_server_on_the_checked_puzzles(
                 [(s["changed"], s["valid"]) for s in served["trajectory"]], puzzle
             for key in ("status", "steps_used", "halted_early"):
                 assert run["result"][key] == served[key], (key, puzzle)
+
+
+def test_the_browser_runs_the_default_models_bundle_as_the_server(browser: Any) -> None:
+    per_set = 8
+    puzzles = checked_puzzles(per_set)
+    sensitive = rounding_sensitive_puzzles(SMALL, per_set, "auto")
+    assert len(sensitive) <= len(puzzles) // 4, sorted(sensitive)
+    with serve_in_thread(fp32_settings(SMALL)) as small:
+        page = open_viewer(browser, small.base_url)
+        switch_here(page, True)
+        assert SMALL_ID in page.text_content("#local-status")
+        runs = page.evaluate(RUN_HERE, [puzzles, "auto"])
+        page.close()
+        with httpx.Client(base_url=small.base_url, timeout=60) as client:
+            for index, (puzzle, run) in enumerate(zip(puzzles, runs, strict=True)):
+                if index in sensitive:
+                    continue
+                served = server_run(client, puzzle, "auto")
+                assert [s["grid"] for s in run["steps"]] == \
+                    [s["grid"] for s in served["trajectory"]], puzzle
+                assert run["result"]["status"] == served["status"], puzzle
 
 
 def test_the_page_solves_with_the_network_cut(browser: Any, server: RunningServer) -> None:

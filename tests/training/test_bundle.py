@@ -1,8 +1,9 @@
-"""The portable bundle of the shipped tiny Sudoku model answers as the server does: its reference
+"""The portable bundle of each shipped Sudoku model answers as the server does: its reference
 loop (the bundle's own solve.py, onnxruntime and numpy only) gives the server's grid at every
-step, halts at the same step and ends on the same status, on 48 held-out puzzles with both
-halting modes, against a real service running fp32 over HTTP (tests/bundle_cases.py says why
-fp32 and what is compared). The service offers the same files, byte for byte."""
+step, halts at the same step and ends on the same status, against a real service running fp32
+over HTTP (tests/bundle_cases.py says why fp32 and what is compared). The tiny model on 48
+held-out puzzles with both halting modes; the default model on 24, on every one that is not
+rounding-sensitive for it. The service offers the same files, byte for byte."""
 
 from __future__ import annotations
 
@@ -20,8 +21,15 @@ from typing import Any
 
 import httpx
 import pytest
-from bundle_cases import TOLERANCE, checked_puzzles, final_answer, fp32_settings, server_run
-from shipped_models import TINY, TINY_ID
+from bundle_cases import (
+    TOLERANCE,
+    checked_puzzles,
+    final_answer,
+    fp32_settings,
+    rounding_sensitive_puzzles,
+    server_run,
+)
+from shipped_models import SMALL, TINY, TINY_ID
 
 from app.server import RunningServer, serve_in_thread
 from training.cli import main as trm
@@ -29,7 +37,8 @@ from trm_core.tasks import get_task
 
 pytest.importorskip("onnxruntime", reason="the [onnx] extra is not installed")
 pytest.importorskip("onnxscript", reason="the [onnx] extra is not installed")
-pytestmark = pytest.mark.slow  # two ONNX exports, about 10 s each on 2 cores
+pytestmark = pytest.mark.slow  # three ONNX exports, about 10 s each on 2 cores
+SMALL_PER_SET = 8  # the default model's puzzles per set (24 in all)
 
 README_PUZZLE = "..3.2.6..9..3.5..1..18.64....81.29..7.......8..67.82....26.95..8..2.3..9..5.1.3.."
 ALLOWED_IMPORTS = {"argparse", "hashlib", "json", "math", "sys", "time", "dataclasses",
@@ -110,6 +119,23 @@ def test_the_reference_loop_answers_as_the_server_at_every_step(
         served = server_run(client, puzzle, halting)
         local = bundle.solve(bundle.parse(puzzle), halting=halting)
         assert_same_run(served, bundle.to_json(local), puzzle)
+
+
+def test_the_default_models_bundle_answers_as_the_server_where_rounding_cannot_decide(
+        tmp_path: Path) -> None:
+    assert trm(["export", str(SMALL), "--bundle", str(tmp_path / "small")]) == 0
+    from training.bundle_solve import Bundle
+
+    bundle = Bundle(tmp_path / "small")
+    puzzles = checked_puzzles(SMALL_PER_SET)
+    sensitive = rounding_sensitive_puzzles(SMALL, SMALL_PER_SET, "auto")
+    assert len(sensitive) <= len(puzzles) // 4, sorted(sensitive)  # the check is not vacuous
+    with serve_in_thread(fp32_settings(SMALL)) as server, \
+            httpx.Client(base_url=server.base_url, timeout=120) as client:
+        for index, puzzle in enumerate(puzzles):
+            if index not in sensitive:
+                local = bundle.solve(bundle.parse(puzzle), halting="auto")
+                assert_same_run(server_run(client, puzzle, "auto"), bundle.to_json(local), puzzle)
 
 
 def assert_same_run(served: dict[str, Any], local: dict[str, Any], puzzle: str) -> None:
