@@ -246,13 +246,16 @@ def _has_other_solution(puzzle: list[int], pos: int, digit: int) -> bool:
 
 
 def dig(solution: np.ndarray, rng: np.random.Generator, target_givens: int) -> np.ndarray:
-    """Blank cells of a full grid in random order while the puzzle stays unique, stopping at
-    `target_givens` givens or when no cell can go (a minimal puzzle). Returns cells (81,) int8."""
+    """Blank cells of a full grid (or of a unique puzzle) in random order while the puzzle stays
+    unique, stopping at `target_givens` givens or when no cell can go (a minimal puzzle).
+    Returns cells (81,) int8."""
     puzzle = [int(v) for v in np.asarray(solution).reshape(-1).tolist()]
-    givens = N_CELLS
+    givens = sum(1 for v in puzzle if v)
     for pos in rng.permutation(N_CELLS).tolist():
         if givens <= target_givens:
             break
+        if not puzzle[pos]:
+            continue
         digit, puzzle[pos] = puzzle[pos], 0
         if _has_other_solution(puzzle, pos, digit):
             puzzle[pos] = digit
@@ -278,6 +281,7 @@ class DifficultySpec:
     min_guesses: int = 0
     max_guesses: int | None = None
     minimal: bool = False
+    walk_moves: int = 0  # after digging to minimal, clue swaps tried on the way down
 
 
 DIFFICULTIES: dict[str, DifficultySpec] = {
@@ -288,6 +292,9 @@ DIFFICULTIES: dict[str, DifficultySpec] = {
     # Proper minimal puzzles with few givens, guessing or not. Random minimal puzzles mostly
     # land at 22-26 givens, so this digs several grids per puzzle (about 4 puzzles/s a core).
     "sparse": DifficultySpec(17, SPARSE_MAX_GIVENS, minimal=True),
+    # Below where digging lands: each minimal puzzle walks down by clue swaps
+    # (trm_core/tasks/sudoku_sparse.py), mostly to 19-22 givens.
+    "few": DifficultySpec(17, SPARSE_MAX_GIVENS, minimal=True, walk_moves=1500),
 }
 
 
@@ -313,17 +320,23 @@ def generate_puzzle(
     max_guesses: int | None = None,
     minimal: bool = False,
     max_attempts: int = 1000,
+    walk_moves: int = 0,
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """A unique puzzle meeting the givens and guesses ranges: (puzzle, solution, guesses).
 
     Each attempt digs a fresh random grid, either to a givens count drawn uniformly from
-    [min_givens, max_givens] or, with `minimal`, as far as uniqueness allows; attempts that land
-    outside the ranges are discarded. Raises RuntimeError after `max_attempts` failures.
+    [min_givens, max_givens] or, with `minimal`, as far as uniqueness allows, and then walks
+    down by up to `walk_moves` clue swaps; attempts that land outside the ranges are
+    discarded. Raises RuntimeError after `max_attempts` failures.
     """
+    from trm_core.tasks.sudoku_sparse import sparser  # it builds on this module's solver
+
     for _ in range(max_attempts):
         solution = random_solution(rng)
         target = min_givens if minimal else int(rng.integers(min_givens, max_givens + 1))
         puzzle = dig(solution, rng, target)
+        if walk_moves:
+            puzzle = sparser(puzzle, solution, rng, min_givens, walk_moves)
         givens = int(np.count_nonzero(puzzle))
         if not min_givens <= givens <= max_givens:
             continue
@@ -339,7 +352,7 @@ def generate_of_difficulty(
     """`generate_puzzle` with the ranges of a named difficulty (a key of DIFFICULTIES)."""
     spec = DIFFICULTIES[difficulty]
     return generate_puzzle(rng, spec.min_givens, spec.max_givens, spec.min_guesses,
-                           spec.max_guesses, spec.minimal, max_attempts)
+                           spec.max_guesses, spec.minimal, max_attempts, spec.walk_moves)
 
 
 def _generate_one(job: tuple[int, int, str]) -> tuple[str, str, int]:
