@@ -26,6 +26,7 @@ import torch
 
 from trm_core.arc_identifiers import IdentifierMap, VersionRef, load_identifiers
 from trm_core.model import TRM
+from trm_core.solve import final_tokens
 from trm_core.train_config import RunConfig
 
 PAD, COLOUR0 = 0, 2
@@ -177,19 +178,6 @@ def eval_rows(data: ArcSplit, limit: int) -> np.ndarray:
     return flat if limit <= 0 else flat[:limit]
 
 
-@torch.no_grad()
-def predict(model: TRM, inputs: torch.Tensor, puzzle_ids: torch.Tensor, steps: int,
-            autocast_dtype: torch.dtype | None = None) -> torch.Tensor:
-    """Tokens (B, 900) predicted after `steps` supervision steps, no early halting."""
-    device = inputs.device
-    state = model.initial_state(len(inputs), device)
-    with torch.autocast(device.type, autocast_dtype, enabled=autocast_dtype is not None):
-        for _ in range(steps):
-            out = model(state, inputs, puzzle_ids)
-            state = out.state
-    return out.logits.argmax(-1)
-
-
 def evaluate_examples(model: TRM, data: ArcSplit, rows: np.ndarray, *, batch_size: int = 256,
                       autocast_dtype: torch.dtype | None = None,
                       steps: int | None = None) -> dict[str, Any]:
@@ -206,7 +194,7 @@ def evaluate_examples(model: TRM, data: ArcSplit, rows: np.ndarray, *, batch_siz
     for begin in range(0, len(rows), batch_size):
         inputs, labels, ids = (torch.from_numpy(a).to(device)
                                for a in data.rows(rows[begin:begin + batch_size]))
-        predicted = predict(model, inputs, ids, steps, autocast_dtype)
+        predicted = final_tokens(model, inputs, steps, ids, autocast_dtype)
         valid = labels != PAD
         right = (predicted == labels) & valid
         exact.append((right | ~valid).all(1).cpu())
