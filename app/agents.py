@@ -169,8 +169,3 @@ def openai_tools(tasks: list[str]) -> list[dict[str, Any]]:
             {"type": "function", "name": tool_name(task), "description": tool_description(task),
              "strict": True, "parameters": _strict(agent_parameters(task))} for task in tasks]
 
-
-def request_from_arguments(arguments: dict[str, Any]) -> SolveRequest:
-    """A tool call's arguments as a `SolveRequest` (nulls mean "the default")."""
-    chosen = {key: value for key, value in arguments.items() if value is not None}
-    return SolveRequest(**chosen)

@@ -129,16 +129,6 @@ def junctions(maze: np.ndarray) -> int:
     )
 
 
-def dead_ends(maze: np.ndarray) -> int:
-    """Open cells with exactly one open neighbour, S and G excluded."""
-    flat = np.asarray(maze).reshape(-1)
-    open_cells = flat != WALL
-    return sum(
-        flat[pos] == OPEN and sum(bool(open_cells[n]) for n in NEIGHBOURS[pos]) == 1
-        for pos in range(N_CELLS)
-    )
-
-
 # ------------------------------------------------------------------------------ generation
 def generate_maze(rng: np.random.Generator, spec: Difficulty, max_carves: int | None = None
                   ) -> tuple[np.ndarray, np.ndarray, int]:
