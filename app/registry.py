@@ -23,13 +23,13 @@ from app import errors
 from app.metrics import Metrics, ModelMetrics
 from app.settings import Settings
 from app.worker import EngineWorker
-from trm_core.arc_identifiers import IdentifierMap, load_identifiers, sidecar_path
 from trm_core.calibration import Calibration
 from trm_core.checkpoint import Checkpoint, find_checkpoints, load_checkpoint, read_card
 from trm_core.engine import Engine, TickStats
 from trm_core.inference import prepare_for_inference
 from trm_core.model import count_parameters
 from trm_core.tasks import TASKS, get_task
+from trm_core.tasks.arc.identifiers import IdentifierMap, load_identifiers, sidecar_path
 from trm_core.tasks.base import Task
 
 log = logging.getLogger(__name__)

@@ -7,7 +7,7 @@ over every augmented version of each test input as the official evaluation does.
 The checkpoint must have been trained on that build: the test rows name its identifiers.
 
 With `--source`, it scores tasks the checkpoint never trained on, straight from ARC JSON, with
-blank puzzle rows and with rows fitted at test time, side by side (`trm_core/arc_unseen.py`):
+blank puzzle rows and with rows fitted at test time, side by side (`trm_core/tasks/arc/unseen.py`):
 
     trm eval-arc checkpoints/arc/trm-arc1 --source ../shared/data/arc --subset evaluation \
         --versions 8 --adapt-budget-s 30 --tasks 40
@@ -23,13 +23,13 @@ from typing import Any
 
 import torch
 
-from trm_core.arc_adapt import AdaptConfig
-from trm_core.arc_data import load_subset
-from trm_core.arc_identifiers import load_identifiers, sidecar_path
-from trm_core.arc_unseen import evaluate_unseen
-from trm_core.arc_vote import evaluate_arc, format_table, load_test_split
 from trm_core.checkpoint import Checkpoint, load_checkpoint
 from trm_core.inference import DTYPE_CHOICES, prepare_for_inference
+from trm_core.tasks.arc.adapt import AdaptConfig
+from trm_core.tasks.arc.build import load_subset
+from trm_core.tasks.arc.identifiers import load_identifiers, sidecar_path
+from trm_core.tasks.arc.unseen import evaluate_unseen
+from trm_core.tasks.arc.vote import evaluate_arc, format_table, load_test_split
 from trm_core.trainer import resolve_device
 
 log = logging.getLogger(__name__)

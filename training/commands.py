@@ -17,8 +17,6 @@ from training.datasets import build_splits
 from training.progress import ProgressBar
 from training.remote_eval import evaluate_service, served_task
 from trm_core import distributed
-from trm_core.arc_identifiers import sidecar_path
-from trm_core.arc_train_data import fit_run_to_build, open_split
 from trm_core.checkpoint import (
     card_path,
     load_checkpoint,
@@ -34,6 +32,8 @@ from trm_core.inference import prepare_for_inference
 from trm_core.resume import remove_resume
 from trm_core.search import SearchConfig
 from trm_core.tasks import get_task
+from trm_core.tasks.arc.identifiers import sidecar_path
+from trm_core.tasks.arc.train_data import fit_run_to_build, open_split
 from trm_core.tasks.base import Task
 from trm_core.train_config import RunConfig, load_run
 from trm_core.trainer import TrainData, Trainer, resolve_device, warm_start
@@ -237,7 +237,7 @@ def run_worker(args: argparse.Namespace) -> None:
 
 def run_data_arc(args: argparse.Namespace) -> dict[str, Any]:
     """Build the augmented ARC-AGI arrays; returns the split manifests."""
-    from trm_core.arc_data import build_arc
+    from trm_core.tasks.arc.build import build_arc
 
     subsets = tuple(args.subsets) if args.subsets else None
     if subsets and not args.test_subset:

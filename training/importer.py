@@ -22,9 +22,14 @@ from typing import Any
 
 import torch
 
-from trm_core.arc_identifiers import demos_digest, load_identifiers, save_identifiers, sidecar_path
 from trm_core.official_stream import convert_official, infer_config, load_official_mapped
 from trm_core.tasks import get_task
+from trm_core.tasks.arc.identifiers import (
+    demos_digest,
+    load_identifiers,
+    save_identifiers,
+    sidecar_path,
+)
 
 
 def run_import(args: argparse.Namespace) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """Puzzle sets on disk (CSV: puzzle,solution[,bucket] or question,answer), the training
 sampler that draws rows, turns them into tokens and augments them on the fly, and the interface
-every training sampler offers the trainer (ARC's lives in `trm_core.arc_train_data`).
+every training sampler offers the trainer (ARC's lives in `trm_core.tasks.arc.train_data`).
 """
 
 from __future__ import annotations

@@ -29,8 +29,6 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from trm_core import distributed
-from trm_core.arc_identifiers import save_identifiers, sidecar_path
-from trm_core.arc_train_data import ArcSampler, ArcSplit, eval_rows, evaluate_examples
 from trm_core.checkpoint import load_checkpoint, save_checkpoint
 from trm_core.data import PuzzleSet, Sampler, TrainingSampler
 from trm_core.distributed import Ranks, resolve_device
@@ -46,6 +44,8 @@ from trm_core.model import TRM, State
 from trm_core.optim import build_optimizers
 from trm_core.resume import load_resume, resume_exists, save_resume
 from trm_core.sign_sgd import SignSGD
+from trm_core.tasks.arc.identifiers import save_identifiers, sidecar_path
+from trm_core.tasks.arc.train_data import ArcSampler, ArcSplit, eval_rows, evaluate_examples
 from trm_core.tasks.base import Task
 from trm_core.train_config import RunConfig
 

@@ -1,6 +1,6 @@
 """Task registry: one module per puzzle family, looked up by name."""
 
-from trm_core.tasks.arc import ArcTask
+from trm_core.tasks.arc.grids import ArcTask
 from trm_core.tasks.base import PuzzleError, Symmetry, Task
 from trm_core.tasks.maze import MazeTask
 from trm_core.tasks.sudoku import SudokuTask

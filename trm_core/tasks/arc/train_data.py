@@ -1,4 +1,4 @@
-"""ARC training data: one split of a `trm data-arc` build (see `trm_core.arc_data`), opened as
+"""ARC training data: one split of a `trm data-arc` build (see `build.py`), opened as
 memory-mapped arrays, the sampler that draws from it as the official loader does, and the
 per-example scoring used while training.
 
@@ -24,9 +24,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from trm_core.arc_identifiers import IdentifierMap, VersionRef, load_identifiers
 from trm_core.model import TRM
 from trm_core.solve import final_tokens
+from trm_core.tasks.arc.identifiers import IdentifierMap, VersionRef, load_identifiers
 from trm_core.train_config import RunConfig
 
 PAD, COLOUR0 = 0, 2

@@ -2,7 +2,7 @@
 and score a dataset build's `test` split with pass@K as the official evaluation does.
 
 Every version of a task predicts each test input in its own frame. A prediction is cropped to
-the largest top-left rectangle of colours (`trm_core.tasks.arc.crop`), mapped back through the
+the largest top-left rectangle of colours (`grids.crop`), mapped back through the
 version's inverse symmetry and pooled with identical predictions of the same test input.
 Candidates rank by votes, then by the mean sigmoid halting probability of their votes, both
 descending (full ties keep first-seen order); the first K are the attempts. A test input is
@@ -25,10 +25,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from trm_core.arc_train_data import ArcSplit, open_split
 from trm_core.model import TRM
 from trm_core.solve import final_answers, q_halt
-from trm_core.tasks.arc import ArcSymmetry, ArcTask, crop
+from trm_core.tasks.arc.grids import ArcSymmetry, ArcTask, crop
+from trm_core.tasks.arc.train_data import ArcSplit, open_split
 
 
 def grid_key(grid: np.ndarray) -> bytes:
