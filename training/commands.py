@@ -33,7 +33,6 @@ from trm_core.resume import remove_resume
 from trm_core.search import SearchConfig
 from trm_core.tasks import get_task
 from trm_core.tasks.arc.identifiers import sidecar_path
-from trm_core.tasks.arc.train_data import fit_run_to_build, open_split
 from trm_core.tasks.base import Task
 from trm_core.train_config import RunConfig, load_run
 from trm_core.trainer import TrainData, Trainer, resolve_device, warm_start
@@ -116,16 +115,13 @@ def _stop_on_signals(trainer: Trainer) -> Iterator[None]:
 
 
 def _training_data(run: RunConfig, task: Task) -> tuple[RunConfig, TrainData, TrainData | None]:
-    """CSV puzzle sets; for ARC a `trm data-arc` build folder (its train split, evaluated on
-    the test split of the folder named by eval_data), with model.num_puzzle_ids filled in from
-    the build's identifier count."""
+    """The run's training and evaluation data as its task opens them
+    (`Task.open_training_data`: CSV puzzle sets, or an ARC build folder's train and test
+    splits), and the run with what the data decides filled in (ARC: model.num_puzzle_ids)."""
     cfg = run.train
-    if cfg.task != "arc":
-        eval_csv = load_puzzle_csv(cfg.eval_data, task) if cfg.eval_data else None
-        return run, load_puzzle_csv(cfg.train_data, task), eval_csv
-    train_set = open_split(cfg.train_data, "train")
-    eval_set = open_split(cfg.eval_data, "test") if cfg.eval_data else None
-    return fit_run_to_build(run, train_set), train_set, eval_set if eval_set else None
+    train_set = task.open_training_data(cfg.train_data, "train")
+    eval_set = task.open_training_data(cfg.eval_data, "eval") if cfg.eval_data else None
+    return train_set.fit_run(run), train_set, eval_set
 
 
 def _ship(best: Path, target: Path, dtype: str = "float32") -> None:

@@ -13,17 +13,19 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
-from trm_core.data import PuzzleSet
 from trm_core.engine import Engine, Halting, JobResult
 from trm_core.model import TRM
 from trm_core.search import SearchConfig
 from trm_core.solve import final_answers, q_halt
 from trm_core.tasks.base import Task
+
+if TYPE_CHECKING:  # trm_core.data evaluates its sets with this module
+    from trm_core.data import PuzzleSet
 
 
 def evaluate(model: TRM, task: Task, data: PuzzleSet, *, max_steps: int | None = None,

@@ -14,9 +14,12 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
+
+if TYPE_CHECKING:  # trm_core.data imports this module
+    from trm_core.data import TrainingData
 
 
 @dataclass
@@ -131,6 +134,13 @@ class Task(ABC):
     def extra_step(self, answer: np.ndarray) -> dict[str, Any]:
         """Task-specific fields of a step event; cheap, as it runs every step."""
         return {}
+
+    def open_training_data(self, path: str, split: Literal["train", "eval"]) -> TrainingData:
+        """The training (or evaluation) data a run config names by `path`: a puzzle CSV
+        (`trm_core.data.load_puzzle_csv`) unless the task has data of its own kind."""
+        from trm_core.data import load_puzzle_csv  # here: trm_core.data imports this module
+
+        return load_puzzle_csv(path, self)
 
     @abstractmethod
     def random_symmetry(self, rng: np.random.Generator) -> Symmetry:

@@ -20,11 +20,14 @@ the black background, stays fixed), as in the official augmentation.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from trm_core.tasks.base import PuzzleError, Symmetry, Task
+
+if TYPE_CHECKING:
+    from trm_core.tasks.arc.train_data import ArcSplit
 
 SIZE = 30
 N_CELLS = SIZE * SIZE
@@ -274,6 +277,12 @@ class ArcTask(Task):
 
     def decode(self, canvas: np.ndarray) -> list[list[int]]:
         return decode(canvas)
+
+    def open_training_data(self, path: str, split: Literal["train", "eval"]) -> ArcSplit:
+        """A `trm data-arc` build folder: its train split, or its test split to evaluate on."""
+        from trm_core.tasks.arc.train_data import open_split  # the model side, on demand
+
+        return open_split(path, "train" if split == "train" else "test")
 
     def encode(self, grid: Any, row_offset: int = 0, col_offset: int = 0) -> np.ndarray:
         return encode(grid, row_offset, col_offset).astype(np.int8)
