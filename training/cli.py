@@ -28,12 +28,13 @@ import sys
 from pathlib import Path
 
 from training import arc_eval, calibrate, commands
+from training.datasets import generating_tasks
 from trm_core.inference import DTYPE_CHOICES
 
 
 def _add_data(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("data", help="generate puzzle CSVs with splits disjoint under symmetry")
-    p.add_argument("task", choices=["sudoku", "maze"], help="which task's generator to run")
+    p.add_argument("task", choices=generating_tasks(), help="which task's generator to run")
     p.add_argument("--out", type=Path, default=None,
                    help="output folder (default: data/TASK-DIFFICULTY)")
     p.add_argument("--difficulty", default="easy",

@@ -32,7 +32,6 @@ from trm_core.inference import prepare_for_inference
 from trm_core.resume import remove_resume
 from trm_core.search import SearchConfig
 from trm_core.tasks import get_task
-from trm_core.tasks.arc.identifiers import sidecar_path
 from trm_core.tasks.base import Task
 from trm_core.train_config import RunConfig, load_run
 from trm_core.trainer import TrainData, Trainer, resolve_device, warm_start
@@ -125,14 +124,16 @@ def _training_data(run: RunConfig, task: Task) -> tuple[RunConfig, TrainData, Tr
 
 
 def _ship(best: Path, target: Path, dtype: str = "float32") -> None:
-    """Copy the best checkpoint (weights + card, and an ARC identifier table) to `target`, a
-    checkpoint stem, its weights cast to `dtype`."""
+    """Copy the best checkpoint (weights + card, and the task's sidecars, `Task.sidecars`:
+    ARC's identifier table) to `target`, a checkpoint stem, its weights cast to `dtype`."""
     target.parent.mkdir(parents=True, exist_ok=True)
     checkpoint = load_checkpoint(best)
     card = {k: v for k, v in checkpoint.card.items() if k not in ("format", "dtype", "model")}
     save_checkpoint(target, checkpoint.model, card, dtype)
-    if sidecar_path(best).exists():
-        shutil.copyfile(sidecar_path(best), sidecar_path(target))
+    task = get_task(checkpoint.task)
+    for source, copy in zip(task.sidecars(best), task.sidecars(target), strict=True):
+        if source.exists():
+            shutil.copyfile(source, copy)
 
 
 def run_eval(args: argparse.Namespace) -> dict[str, Any]:
