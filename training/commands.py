@@ -195,12 +195,6 @@ def _print_and_save(report: dict[str, Any], path: Path | None) -> None:
         path.write_text(json.dumps(report, indent=2) + "\n")
 
 
-def run_import(args: argparse.Namespace) -> dict[str, Any]:
-    from training.importer import run_import as import_official
-
-    return import_official(args)
-
-
 def run_export(args: argparse.Namespace) -> dict[str, Any]:
     from training.bundle import STEP_FILE, write_bundle
     from training.export import check_export, export_step  # needs the [onnx] extra
@@ -230,14 +224,3 @@ def run_worker(args: argparse.Namespace) -> None:
     from app.worker_main import main as worker_main  # needs the serve and scale extras
 
     raise SystemExit(worker_main(args.args, prog="trm worker"))
-
-
-def run_data_arc(args: argparse.Namespace) -> dict[str, Any]:
-    """Build the augmented ARC-AGI arrays; returns the split manifests."""
-    from trm_core.tasks.arc.build import build_arc
-
-    subsets = tuple(args.subsets) if args.subsets else None
-    if subsets and not args.test_subset:
-        raise ValueError("--subsets needs --test-subset (one of them)")
-    return build_arc(args.source, args.out, args.build, args.augmentations, seed=args.seed,
-                     subsets=subsets, test_subset=args.test_subset)
