@@ -6,8 +6,9 @@ A task works in two spaces:
   1..9 = digits), what users send and receive;
 - tokens: the model's vocabulary as a flat int64 array of length `seq_len` (Sudoku: value + 1).
 
-Adding a task is adding one module that subclasses `Task` and registers itself in
-`trm_core.tasks.TASKS`.
+Adding a task is adding one module or package that subclasses `Task` and one line,
+`register(<Task>())` in `trm_core/tasks/__init__.py` (or at runtime). The hooks below carry
+everything generic code asks of a task; defaults cover what a simple puzzle needs.
 """
 
 from __future__ import annotations
