@@ -128,9 +128,8 @@ def final_answers(model: TRM, task: Task, puzzles: np.ndarray, steps: int, *,
         parts.append(_last(solve(model, task, puzzles[begin:begin + batch_size], steps, ids,
                                  autocast_dtype)))
     if not parts:
-        seq_len = np.asarray(puzzles).reshape(0, -1).shape[1]
-        return CellStep(np.zeros((0, seq_len), np.int8), np.zeros((0, seq_len), np.float32),
-                        np.zeros(0, np.float32))
+        return CellStep(np.zeros((0, task.seq_len), np.int8),
+                        np.zeros((0, task.seq_len), np.float32), np.zeros(0, np.float32))
     return CellStep(*(np.concatenate([getattr(p, name) for p in parts])
                       for name in ("answers", "confidence", "halt_logits")))
 

@@ -11,7 +11,7 @@ import torch
 from tests.core.test_engine import PUZZLE, TASK, tiny_model, variants
 from trm_core.engine import Engine, StepUpdate
 from trm_core.evaluate import full_depth
-from trm_core.solve import final_tokens, q_halt, solve, solve_tokens
+from trm_core.solve import final_answers, final_tokens, q_halt, solve, solve_tokens
 
 
 def test_each_step_equals_the_engine_step() -> None:
@@ -68,3 +68,8 @@ def test_full_depth_results_equal_the_engine_results() -> None:
         assert np.array_equal(a.answer, b.answer)
         assert (a.valid, a.steps_used, a.halted_early) == (b.valid, b.steps_used, b.halted_early)
         assert (a.confidence, a.q_halt, a.status) == (b.confidence, b.q_halt, b.status)
+
+
+def test_no_puzzles_give_empty_answers() -> None:
+    last = final_answers(tiny_model(), TASK, np.zeros((0, 81), np.int8), 2)
+    assert last.answers.shape == (0, 81) and last.halt_logits.shape == (0,)
