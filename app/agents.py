@@ -1,5 +1,6 @@
 """What agents see: solving with per-step callbacks through the service, the one-line verdict and
-text rendering of a result, and tool definitions generated from `SolveRequest`.
+text rendering of a result, and tool definitions generated from `SolveRequest` (the generic
+`solve_<task>` tool; tasks with tools of their own are listed in `app.task_apis`).
 
 The MCP server (`app.mcp_server`) and `GET /v1/tools` both build on this module, so an MCP tool
 and an OpenAI function tool accept the same arguments and answer with the same result object as
@@ -14,7 +15,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from app import errors
-from app.arc_tools import arc_openai_tool
 from app.errors import ApiError
 from app.schemas import SolveRequest
 from app.service import SolveService
@@ -24,33 +24,27 @@ from trm_core.tasks import TASKS
 # are transport or research knobs that only confuse a tool-calling model.
 AGENT_FIELDS = ("puzzle", "max_steps", "halting", "attempts", "model")
 StepCallback = Callable[[dict[str, Any]], Awaitable[None]]
-# How each task's tool asks for its puzzle, and what its answer holds beyond the common fields.
-PUZZLE_FORMATS = {
-    "sudoku": "81 characters row by row, '.' for a blank, e.g. ..3.2.6..9..3.5..1..18.64....81."
-              "29..7.......8..67.82....26.95..8..2.3..9..5.1.3..",
-    "maze": "a 30x30 maze as 30 lines of 30 characters (or one 900-character line): '#' wall, "
-            "' ' open, 'S' start, 'G' goal; no path drawn",
-}
-ANSWER_NOTES = {
-    "maze": " The answer draws one shortest path from S to G with 'o'; the result's `path` lists "
-            "it as [row, column] pairs, with `path_length` and the puzzle's `shortest_length`.",
-}
-
 
 def tool_name(task: str) -> str:
     return f"solve_{task}"
 
 
 def puzzle_description(task: str) -> str:
-    """What a solve tool's `puzzle` argument holds for `task`."""
-    return PUZZLE_FORMATS.get(task, f"the {task} puzzle as a compact string")
+    """What a solve tool's `puzzle` argument holds for `task` (`Task.puzzle_format`)."""
+    return TASKS[task].puzzle_format or f"the {task} puzzle as a compact string"
 
 
 def tool_description(task: str) -> str:
     return (f"Solve a {task} puzzle with a Tiny Recursive Model. The network refines the whole "
             f"answer over up to max_steps supervision steps; every answer is checked against "
             f"the rules, so status 'solved' means verified. Puzzle: {puzzle_description(task)}."
-            f"{ANSWER_NOTES.get(task, '')}")
+            f"{_answer_note(task)}")
+
+
+def _answer_note(task: str) -> str:
+    """What the task's answer holds beyond the common fields (`Task.answer_note`)."""
+    note = TASKS[task].answer_note
+    return f" {note}" if note else ""
 
 
 async def solve_with_steps(service: SolveService, task: str, request: SolveRequest,
@@ -140,7 +134,7 @@ def problem_message(error: ApiError) -> str:
 
 # ----------------------------------------------------------------------- tool definitions
 
-def _strict(schema: dict[str, Any]) -> dict[str, Any]:
+def strict_schema(schema: dict[str, Any]) -> dict[str, Any]:
     """OpenAI strict mode: no defaults or titles, every property required (optional ones are
     already nullable), no additional properties."""
     schema = copy.deepcopy(schema)
@@ -161,16 +155,3 @@ def agent_parameters(task: str) -> dict[str, Any]:
     properties["puzzle"] = {"type": "string", "description": puzzle_description(task)}
     return {"type": "object", "properties": properties}
 
-
-def openai_tools(tasks: list[str]) -> list[dict[str, Any]]:
-    """Function-calling definitions (OpenAI Responses / Chat Completions `tools`), one per
-    served task."""
-    return [arc_openai_tool() if task == "arc" else
-            {"type": "function", "name": tool_name(task), "description": tool_description(task),
-             "strict": True, "parameters": _strict(agent_parameters(task))} for task in tasks]
-
-
-def request_from_arguments(arguments: dict[str, Any]) -> SolveRequest:
-    """A tool call's arguments as a `SolveRequest` (nulls mean "the default")."""
-    chosen = {key: value for key, value in arguments.items() if value is not None}
-    return SolveRequest(**chosen)

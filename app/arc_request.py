@@ -18,9 +18,9 @@ from app.arc_schemas import ArcSolveRequest
 from app.errors import ApiError, invalid
 from app.registry import ModelEntry
 from app.settings import Settings
-from trm_core.arc_adapt import draw_symmetries
-from trm_core.arc_identifiers import IdentifierMap, demos_digest
-from trm_core.tasks.arc import ArcSymmetry, encode, parse_grid
+from trm_core.tasks.arc.adapt import draw_symmetries
+from trm_core.tasks.arc.grids import ArcSymmetry, encode, parse_grid
+from trm_core.tasks.arc.identifiers import IdentifierMap, demos_digest
 from trm_core.tasks.base import PuzzleError
 
 Mode = Literal["known", "adapted", "augmented"]

@@ -25,8 +25,8 @@ from app.arc_request import ArcGrids, ArcPlan
 from app.errors import ApiError
 from app.jobs import JobRecord
 from app.registry import ModelEntry
-from trm_core.arc_vote import Ballot
 from trm_core.engine import Job, JobResult, QueueFull
+from trm_core.tasks.arc.vote import Ballot
 
 if TYPE_CHECKING:
     from app.arc_service import ArcService

@@ -9,9 +9,9 @@ adapted tasks are kept per (model, demonstrations digest, versions) in a small L
 Admission is the service's (`SolveService.admission`: 404, 503 draining or not ready) plus what
 an ARC request may cost: limits on pairs, test inputs, versions and fitted examples (422 naming
 the limit), and at most `TRM_ARC_MAX_QUEUE_SIZE` admitted, unfinished requests per model (503 +
-Retry-After). Fits run one at a time on a pool thread; `trm_core.arc_adapt` differentiates only
-the new rows, so the engine thread keeps stepping the same model meanwhile. Broker mode refuses
-ARC (501): its workers do not run adaptation or voting yet.
+Retry-After). Fits run one at a time on a pool thread; `trm_core.tasks.arc.adapt`
+differentiates only the new rows, so the engine thread keeps stepping the same model meanwhile.
+Broker mode refuses ARC (501): its workers do not run adaptation or voting yet.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from app.arc_schemas import ArcSolveRequest
 from app.errors import ApiError
 from app.jobs import JobRecord, RecordKind
 from app.registry import ModelEntry
-from trm_core.arc_adapt import AdaptConfig, AdaptedTask, fit_rows
+from trm_core.tasks.arc.adapt import AdaptConfig, AdaptedTask, fit_rows
 
 if TYPE_CHECKING:
     from app.service import SolveService

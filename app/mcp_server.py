@@ -28,13 +28,11 @@ from app.agents import (
     tool_description,
     tool_name,
 )
-from app.arc_mcp import arc_tool
-from app.arc_tools import DESCRIPTION as ARC_DESCRIPTION
-from app.arc_tools import TOOL_NAME as ARC_TOOL
 from app.errors import ApiError
 from app.schemas import ModelList, SolveRequest, SolveResult
 from app.service import SolveService
 from app.settings import Settings
+from app.task_apis import OWN_TOOLS
 
 log = logging.getLogger(__name__)
 MCP_PATH = "/mcp"
@@ -100,9 +98,10 @@ def build_mcp(service: SolveService, settings: Settings) -> FastMCP:  # type: ig
     # serverInfo.version in the initialize answer: ours, not the SDK's (its fallback).
     server._mcp_server.version = trm_core.__version__
     for task in service.registry.served_tasks():
-        if task == "arc":  # a task of grids, not a puzzle string: its own arguments
-            server.add_tool(arc_tool(service), name=ARC_TOOL, title="Solve an ARC task",
-                            description=ARC_DESCRIPTION, annotations=READ_ONLY,
+        own = OWN_TOOLS.get(task)
+        if own is not None:  # not a puzzle string: the task's own arguments (app/task_apis.py)
+            server.add_tool(own.mcp_tool(service), name=own.name, title=own.title,
+                            description=own.description, annotations=READ_ONLY,
                             structured_output=True)
             continue
         server.add_tool(_solve_tool(service, task), name=tool_name(task),

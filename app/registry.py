@@ -23,7 +23,6 @@ from app import errors
 from app.metrics import Metrics, ModelMetrics
 from app.settings import Settings
 from app.worker import EngineWorker
-from trm_core.arc_identifiers import IdentifierMap, load_identifiers, sidecar_path
 from trm_core.calibration import Calibration
 from trm_core.checkpoint import Checkpoint, find_checkpoints, load_checkpoint, read_card
 from trm_core.engine import Engine, TickStats
@@ -33,19 +32,6 @@ from trm_core.tasks import TASKS, get_task
 from trm_core.tasks.base import Task
 
 log = logging.getLogger(__name__)
-
-
-def _arc_identifiers(stem: Any, task: Task, rows: int) -> IdentifierMap | None:
-    """The sidecar of an ARC checkpoint with `rows` embedding rows; None when absent (or for
-    another task)."""
-    path = sidecar_path(stem)
-    if task.name != "arc" or not path.exists():
-        return None
-    identifiers = load_identifiers(path)
-    if len(identifiers) > rows:
-        raise ValueError(f"{path} names {len(identifiers)} identifiers; the checkpoint's "
-                         f"puzzle embedding has {rows} rows")
-    return identifiers
 
 
 def _calibration(checkpoint: Checkpoint) -> Calibration | None:
@@ -97,8 +83,9 @@ class ModelEntry:
     max_queue: int
     load_s: float
     warmed: bool = False
-    # ARC: the checkpoint's row -> task version table (its `<stem>.identifiers.json` sidecar)
-    identifiers: IdentifierMap | None = None
+    # What the task keeps with the model beyond its weights (`Task.load_model_extras`; ARC:
+    # the checkpoint's row -> task version table, its `<stem>.identifiers.json` sidecar)
+    identifiers: Any = None
     parameters: int = field(init=False)
     # The card's confidence calibration (`trm calibrate`); None: results carry no `confidence`.
     calibration: Calibration | None = field(init=False)
@@ -127,9 +114,7 @@ class ModelEntry:
             "loaded": True, "warmed": self.warmed,
             "batching": {"slots": self.slots, "max_queue": self.max_queue},
         }
-        if self.identifiers is not None:
-            body["arc"] = {"known_tasks": len(self.identifiers.task_digests),
-                           "identifiers": len(self.identifiers)}
+        body.update(self.task.describe_model_extras(self.identifiers))
         evaluation = ckpt.card.get("evaluation")
         if evaluation is not None:
             body["evaluation"] = evaluation
@@ -260,7 +245,7 @@ class ModelRegistry:
         self.metrics.register_model(ckpt.id, task.name, ckpt.version, ckpt.sha256, device,
                                     load_s, lambda: (engine.queue_depth, engine.active_slots))
         worker = EngineWorker(engine, ckpt.id)
-        identifiers = _arc_identifiers(stem, task, ckpt.config.num_puzzle_ids)
+        identifiers = task.load_model_extras(Path(stem), ckpt.config.num_puzzle_ids)
         return ModelEntry(ckpt, task, engine, worker, bound, device, precision.name, slots,
                           max_queue, load_s, identifiers=identifiers)
 

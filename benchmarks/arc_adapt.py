@@ -20,12 +20,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from trm_core.arc_adapt import AdaptConfig, fit_rows
 from trm_core.config import ModelConfig
 from trm_core.engine import Engine
 from trm_core.inference import prepare_for_inference
 from trm_core.model import TRM
-from trm_core.tasks.arc import ArcTask, encode
+from trm_core.tasks.arc.adapt import AdaptConfig, fit_rows
+from trm_core.tasks.arc.grids import ArcTask, encode
 
 SLICE = Path(__file__).resolve().parents[1] / "tests" / "data" / "arc"
 PAPER_ARC = ModelConfig(seq_len=900, vocab_size=12, token_mixer="attention",

@@ -27,13 +27,15 @@ import logging
 import sys
 from pathlib import Path
 
-from training import arc_eval, calibrate, commands
+from training import calibrate, commands, importer
+from training.datasets import generating_tasks
+from training.task_commands import TASK_COMMANDS
 from trm_core.inference import DTYPE_CHOICES
 
 
 def _add_data(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("data", help="generate puzzle CSVs with splits disjoint under symmetry")
-    p.add_argument("task", choices=["sudoku", "maze"], help="which task's generator to run")
+    p.add_argument("task", choices=generating_tasks(), help="which task's generator to run")
     p.add_argument("--out", type=Path, default=None,
                    help="output folder (default: data/TASK-DIFFICULTY)")
     p.add_argument("--difficulty", default="easy",
@@ -46,23 +48,6 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=0, help="processes (0: all cores)")
     p.set_defaults(func=commands.run_data)
-
-
-def _add_data_arc(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("data-arc", help="build augmented ARC-AGI arrays (train and test splits)")
-    p.add_argument("--build", choices=["arc1", "arc2"], default="arc1",
-                   help="arc1: training+evaluation+concept, tested on evaluation; "
-                        "arc2: training2+evaluation2+concept, tested on evaluation2")
-    p.add_argument("--augmentations", type=int, default=1000, help="versions per task")
-    p.add_argument("--out", type=Path, default=Path("data/arc1"), help="output folder")
-    p.add_argument("--source", type=Path, default=Path("../shared/data/arc"),
-                   help="folder of arc-agi_<subset>_{challenges,solutions}.json")
-    p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--subsets", nargs="+",
-                   help="build from these subsets instead, e.g. `training concept` to keep every "
-                        "ARC-1 evaluation task unseen for `trm eval-arc --source`")
-    p.add_argument("--test-subset", help="with --subsets: the subset whose test pairs are held out")
-    p.set_defaults(func=commands.run_data_arc)
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
@@ -121,22 +106,6 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=commands.run_eval)
 
 
-def _add_import(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("import-official", help="convert an official TRM checkpoint")
-    p.add_argument("weights", type=Path,
-                   help="official torch file (mapped, weights only) or .safetensors")
-    p.add_argument("--config", type=Path, required=True,
-                   help="the official run's all_config.yaml, or JSON with its arch settings")
-    p.add_argument("--task", default="sudoku")
-    p.add_argument("--identifiers", type=Path,
-                   help="ARC: the identifiers.json written by the same dataset build")
-    p.add_argument("--arc-data", type=Path,
-                   help="ARC: folder of *_challenges.json, to recognise tasks by their demos")
-    p.add_argument("--name", default="trm-imported")
-    p.add_argument("--out", type=Path, required=True, help="output checkpoint stem")
-    p.set_defaults(func=commands.run_import)
-
-
 def _add_export(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="export one supervision step to ONNX, or a portable "
                                       "bundle (graph, manifest, reference loop)")
@@ -169,9 +138,11 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_data, _add_data_arc, _add_train, _add_eval, arc_eval.add_parser,
-                calibrate.add_parser, _add_import, _add_export, _add_serve, _add_worker):
+    for add in (_add_data, _add_train, _add_eval, calibrate.add_parser, importer.add_parser,
+                _add_export, _add_serve, _add_worker):
         add(sub)
+    for add_task_commands in TASK_COMMANDS.values():  # e.g. data-arc, eval-arc
+        add_task_commands(sub)
     return parser
 
 

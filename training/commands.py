@@ -17,8 +17,6 @@ from training.datasets import build_splits
 from training.progress import ProgressBar
 from training.remote_eval import evaluate_service, served_task
 from trm_core import distributed
-from trm_core.arc_identifiers import sidecar_path
-from trm_core.arc_train_data import fit_run_to_build, open_split
 from trm_core.checkpoint import (
     card_path,
     load_checkpoint,
@@ -116,27 +114,26 @@ def _stop_on_signals(trainer: Trainer) -> Iterator[None]:
 
 
 def _training_data(run: RunConfig, task: Task) -> tuple[RunConfig, TrainData, TrainData | None]:
-    """CSV puzzle sets; for ARC a `trm data-arc` build folder (its train split, evaluated on
-    the test split of the folder named by eval_data), with model.num_puzzle_ids filled in from
-    the build's identifier count."""
+    """The run's training and evaluation data as its task opens them
+    (`Task.open_training_data`: CSV puzzle sets, or an ARC build folder's train and test
+    splits), and the run with what the data decides filled in (ARC: model.num_puzzle_ids)."""
     cfg = run.train
-    if cfg.task != "arc":
-        eval_csv = load_puzzle_csv(cfg.eval_data, task) if cfg.eval_data else None
-        return run, load_puzzle_csv(cfg.train_data, task), eval_csv
-    train_set = open_split(cfg.train_data, "train")
-    eval_set = open_split(cfg.eval_data, "test") if cfg.eval_data else None
-    return fit_run_to_build(run, train_set), train_set, eval_set if eval_set else None
+    train_set = task.open_training_data(cfg.train_data, "train")
+    eval_set = task.open_training_data(cfg.eval_data, "eval") if cfg.eval_data else None
+    return train_set.fit_run(run), train_set, eval_set
 
 
 def _ship(best: Path, target: Path, dtype: str = "float32") -> None:
-    """Copy the best checkpoint (weights + card, and an ARC identifier table) to `target`, a
-    checkpoint stem, its weights cast to `dtype`."""
+    """Copy the best checkpoint (weights + card, and the task's sidecars, `Task.sidecars`:
+    ARC's identifier table) to `target`, a checkpoint stem, its weights cast to `dtype`."""
     target.parent.mkdir(parents=True, exist_ok=True)
     checkpoint = load_checkpoint(best)
     card = {k: v for k, v in checkpoint.card.items() if k not in ("format", "dtype", "model")}
     save_checkpoint(target, checkpoint.model, card, dtype)
-    if sidecar_path(best).exists():
-        shutil.copyfile(sidecar_path(best), sidecar_path(target))
+    task = get_task(checkpoint.task)
+    for source, copy in zip(task.sidecars(best), task.sidecars(target), strict=True):
+        if source.exists():
+            shutil.copyfile(source, copy)
 
 
 def run_eval(args: argparse.Namespace) -> dict[str, Any]:
@@ -198,12 +195,6 @@ def _print_and_save(report: dict[str, Any], path: Path | None) -> None:
         path.write_text(json.dumps(report, indent=2) + "\n")
 
 
-def run_import(args: argparse.Namespace) -> dict[str, Any]:
-    from training.importer import run_import as import_official
-
-    return import_official(args)
-
-
 def run_export(args: argparse.Namespace) -> dict[str, Any]:
     from training.bundle import STEP_FILE, write_bundle
     from training.export import check_export, export_step  # needs the [onnx] extra
@@ -233,14 +224,3 @@ def run_worker(args: argparse.Namespace) -> None:
     from app.worker_main import main as worker_main  # needs the serve and scale extras
 
     raise SystemExit(worker_main(args.args, prog="trm worker"))
-
-
-def run_data_arc(args: argparse.Namespace) -> dict[str, Any]:
-    """Build the augmented ARC-AGI arrays; returns the split manifests."""
-    from trm_core.arc_data import build_arc
-
-    subsets = tuple(args.subsets) if args.subsets else None
-    if subsets and not args.test_subset:
-        raise ValueError("--subsets needs --test-subset (one of them)")
-    return build_arc(args.source, args.out, args.build, args.augmentations, seed=args.seed,
-                     subsets=subsets, test_subset=args.test_subset)

@@ -12,51 +12,37 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-from trm_core.tasks import get_task, maze_generate, sudoku_generate
-from trm_core.tasks.generation import parallel_map
+from trm_core.tasks import TASKS, get_task
+from trm_core.tasks.generation import DatasetTools, parallel_map
 
 log = logging.getLogger(__name__)
 SPLITS = ("test", "val", "train")  # filled in this order: held-out sets first
 
 
-@dataclass(frozen=True)
-class Generator:
-    """A task's dataset tools: its generator, CSV I/O, and how splits are kept apart."""
-
-    generate: Callable[[int, str, int, int | None], Sequence[Sequence[Any]]]
-    write_csv: Callable[[Path, Iterable[Sequence[Any]]], int]
-    read_csv: Callable[[Path], Sequence[Any]]
-    disjoint_under: str
-
-
-GENERATORS = {
-    "sudoku": Generator(sudoku_generate.generate, sudoku_generate.write_csv,
-                        sudoku_generate.read_csv,
-                        "digit relabelling, transpose, band/stack and row/column swaps"),
-    "maze": Generator(maze_generate.generate, maze_generate.write_csv, maze_generate.read_csv,
-                      "the 8 rotations and reflections"),
-}
-
-
-def generator_for(task_name: str) -> Generator:
-    """The dataset tools of a task; ValueError when it has no generator."""
-    if task_name not in GENERATORS:
+def generator_for(task_name: str) -> DatasetTools:
+    """The dataset tools of a task (`Task.dataset_tools`); ValueError when it has none."""
+    tools = get_task(task_name).dataset_tools()
+    if tools is None:
         raise ValueError(f"no generator for task {task_name!r}")
-    return GENERATORS[task_name]
+    return tools
 
 
-def canonical_key(puzzle: str, task_name: str = "sudoku") -> bytes:
+def generating_tasks() -> list[str]:
+    """The registered tasks `trm data` can generate, by name."""
+    return [name for name, task in TASKS.items() if task.dataset_tools() is not None]
+
+
+def canonical_key(puzzle: str, task_name: str) -> bytes:
     task = get_task(task_name)
     return task.canonical_form(task.parse(puzzle))[0]
 
 
-def canonical_keys(puzzles: list[str], workers: int | None = None,
-                   task_name: str = "sudoku") -> list[bytes]:
+def canonical_keys(puzzles: list[str], task_name: str,
+                   workers: int | None = None) -> list[bytes]:
     """Canonical keys of many puzzles, on all cores."""
     return parallel_map(partial(canonical_key, task_name=task_name), puzzles, workers)
 
@@ -75,10 +61,10 @@ def _keys_header(csv_path: Path, task_name: str) -> str:
     return f"sha256 {hashlib.sha256(csv_path.read_bytes()).hexdigest()} task {task_name}"
 
 
-def write_keys(csv_path: Path, task_name: str = "sudoku", workers: int | None = None) -> Path:
+def write_keys(csv_path: Path, task_name: str, workers: int | None = None) -> Path:
     """Store the canonical keys of `csv_path`'s puzzles beside it."""
     puzzles = [record.puzzle for record in generator_for(task_name).read_csv(csv_path)]
-    keys = canonical_keys(puzzles, workers, task_name)
+    keys = canonical_keys(puzzles, task_name, workers)
     target = keys_path(csv_path)
     with gzip.open(target, "wt") as handle:
         handle.write(_keys_header(csv_path, task_name) + "\n")
@@ -109,7 +95,7 @@ def _excluded_keys(paths: list[Path], workers: int | None, task_name: str) -> se
             keys.update(stored)
         else:
             to_compute += [record.puzzle for record in read_csv(path)]
-    return keys | set(canonical_keys(to_compute, workers, task_name))
+    return keys | set(canonical_keys(to_compute, task_name, workers))
 
 
 def build_splits(task_name: str, out: Path, difficulty: str, counts: dict[str, int],
@@ -126,7 +112,7 @@ def build_splits(task_name: str, out: Path, difficulty: str, counts: dict[str, i
     while len(rows) < wanted:
         fresh = tools.generate(int((wanted - len(rows)) * 1.05) + 8, difficulty, batch_seed,
                                workers)
-        keys = canonical_keys([str(r[0]) for r in fresh], workers, task_name)
+        keys = canonical_keys([str(r[0]) for r in fresh], task_name, workers)
         for row, key in zip(fresh, keys, strict=True):
             if key not in seen and len(rows) < wanted:
                 seen.add(key)
@@ -153,11 +139,10 @@ def _write_splits(out: Path, rows: list[Sequence[Any]], counts: dict[str, int],
     return written
 
 
-def splits_disjoint(paths: list[Path], workers: int | None = None,
-                    task_name: str = "sudoku") -> bool:
+def splits_disjoint(paths: list[Path], task_name: str, workers: int | None = None) -> bool:
     """True when no puzzle in one file is a symmetric image of a puzzle in another."""
     read_csv = generator_for(task_name).read_csv
-    keys_per_file = [set(canonical_keys([r.puzzle for r in read_csv(p)], workers, task_name))
+    keys_per_file = [set(canonical_keys([r.puzzle for r in read_csv(p)], task_name, workers))
                      for p in paths]
     total = sum(len(keys) for keys in keys_per_file)
     return len(set().union(*keys_per_file)) == total

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from trm_core.model import TRM, State
+from trm_core.solve import start
 
 INPUTS = ("y", "z", "x")
 TOKEN_INPUTS = ("y", "z", "tokens")
@@ -91,9 +92,8 @@ def check_export(model: TRM, path: Path, batch: int = 3,
     generator = torch.Generator().manual_seed(0)
     tokens = torch.randint(1, model.config.vocab_size, (batch, model.config.seq_len),
                            generator=generator)
-    state = model.initial_state(batch)
     with torch.no_grad():
-        x = model.embed(tokens)
+        state, x = start(model, tokens)  # the plain loop's first carry and injection
         expected = StepGraph(model)(state.y, state.z, x)
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     third = ("tokens", tokens) if from_tokens else ("x", x)

@@ -22,9 +22,30 @@ from typing import Any
 
 import torch
 
-from trm_core.arc_identifiers import demos_digest, load_identifiers, save_identifiers, sidecar_path
 from trm_core.official_stream import convert_official, infer_config, load_official_mapped
 from trm_core.tasks import get_task
+from trm_core.tasks.arc.identifiers import (
+    demos_digest,
+    load_identifiers,
+    save_identifiers,
+    sidecar_path,
+)
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("import-official", help="convert an official TRM checkpoint")
+    p.add_argument("weights", type=Path,
+                   help="official torch file (mapped, weights only) or .safetensors")
+    p.add_argument("--config", type=Path, required=True,
+                   help="the official run's all_config.yaml, or JSON with its arch settings")
+    p.add_argument("--task", default="sudoku")
+    p.add_argument("--identifiers", type=Path,
+                   help="ARC: the identifiers.json written by the same dataset build")
+    p.add_argument("--arc-data", type=Path,
+                   help="ARC: folder of *_challenges.json, to recognise tasks by their demos")
+    p.add_argument("--name", default="trm-imported")
+    p.add_argument("--out", type=Path, required=True, help="output checkpoint stem")
+    p.set_defaults(func=run_import)
 
 
 def run_import(args: argparse.Namespace) -> dict[str, Any]:

@@ -1,10 +1,14 @@
 """Puzzle sets on disk (CSV: puzzle,solution[,bucket] or question,answer), the training
-sampler that draws rows, turns them into tokens and augments them on the fly, and the interface
-every training sampler offers the trainer (ARC's lives in `trm_core.arc_train_data`).
+sampler that draws rows, turns them into tokens and augments them on the fly, and the two
+interfaces the trainer takes data through: `TrainingData` (what a data set offers: its run
+settings, a sampler, evaluation, files saved with a checkpoint) and `TrainingSampler`. A task
+opens its data with `Task.open_training_data`; CSV sets are the default, a task with data of
+its own kind implements both interfaces (ARC: `trm_core.tasks.arc.train_data`).
 """
 
 from __future__ import annotations
 
+import copy
 import csv
 import hashlib
 from collections.abc import Sequence
@@ -14,7 +18,11 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 
+from trm_core.evaluate import evaluate
+from trm_core.inference import prepare_for_inference
+from trm_core.model import TRM
 from trm_core.tasks.base import Task
+from trm_core.train_config import RunConfig
 
 
 @dataclass
@@ -28,6 +36,30 @@ class PuzzleSet:
 
     def __len__(self) -> int:
         return len(self.puzzles)
+
+    def fit_run(self, run: RunConfig) -> RunConfig:
+        """A CSV set decides nothing about the model: `run` as it is."""
+        return run
+
+    def check_run(self, run: RunConfig) -> None:
+        """Nothing beyond the task's sizes, which the trainer checks."""
+
+    def sampler(self, task: Task, seed: int, augment: bool) -> TrainingSampler:
+        return Sampler(self, task, seed, augment)
+
+    def evaluate(self, model: TRM, task: Task, limit: int, batch_size: int) -> dict[str, Any]:
+        """The first `limit` puzzles (0: all) at full depth, on a copy of `model` at the
+        precision the service would run it at (trm_core/inference.py), so the best checkpoint
+        is chosen by the arithmetic it will be served with."""
+        device = next(model.parameters()).device
+        served, precision = prepare_for_inference(copy.deepcopy(model), device)
+        report = evaluate(served, task, self.head(limit), halting="never",
+                          batch_size=batch_size, autocast_dtype=precision.autocast)
+        report["settings"]["precision"] = precision.name
+        return report
+
+    def save_sidecars(self, stem: Path) -> None:
+        """A CSV-trained checkpoint needs no file beside its weights and card."""
 
     def head(self, count: int) -> PuzzleSet:
         """The first `count` rows (all when count is 0 or larger than the set)."""
@@ -94,6 +126,37 @@ def _uses_bucket_column(path: Path, fieldnames: Sequence[str] | None, bucket_by:
     if bucket_by == "column" and not has_column:
         raise ValueError(f"{path}: no bucket column to group by")
     return has_column and bucket_by != "derived"
+
+
+class TrainingData(Protocol):
+    """What the trainer takes as training and evaluation data, whatever its kind."""
+
+    @property
+    def provenance(self) -> dict[str, Any]:
+        """Where the data came from, for the checkpoint card."""
+        ...
+
+    def fit_run(self, run: RunConfig) -> RunConfig:
+        """`run` with the model settings the data decides filled in (ARC: the puzzle-embedding
+        rows); ValueError naming the setting when `run` already disagrees."""
+        ...
+
+    def check_run(self, run: RunConfig) -> None:
+        """ValueError when the model `run` builds cannot take this data."""
+        ...
+
+    def sampler(self, task: Task, seed: int, augment: bool) -> TrainingSampler:
+        """A sampler drawing training rows from the data."""
+        ...
+
+    def evaluate(self, model: TRM, task: Task, limit: int, batch_size: int) -> dict[str, Any]:
+        """The data's evaluation of `model` (up to `limit` puzzles or examples, 0: all), in
+        `trm_core.evaluate.evaluate`'s report shape."""
+        ...
+
+    def save_sidecars(self, stem: Path) -> None:
+        """Write the files a checkpoint trained on this data needs beside `stem`."""
+        ...
 
 
 class TrainingSampler(Protocol):

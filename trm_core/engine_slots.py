@@ -12,7 +12,6 @@ import contextlib
 import logging
 import math
 import numbers
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +20,7 @@ import torch
 
 from trm_core.engine_types import Job, JobResult, JobStatus, StepUpdate
 from trm_core.model import TRM, State
+from trm_core.solve import computing, q_halt, start, step
 from trm_core.tasks.base import Symmetry, Task
 
 logger = logging.getLogger(__name__)
@@ -74,15 +74,9 @@ class SlotPool:
         if slot is not None:
             self.owner[slot] = None
 
-    @contextlib.contextmanager
-    def _compute(self) -> Iterator[None]:
+    def _compute(self) -> contextlib.AbstractContextManager[None]:
         """inference_mode, plus autocast when the engine was given a dtype for it."""
-        with torch.inference_mode():
-            if self.autocast_dtype is None:
-                yield
-            else:
-                with torch.autocast(self.device.type, dtype=self.autocast_dtype):
-                    yield
+        return computing(self.device, self.autocast_dtype)
 
     def load(self, slots: list[int], tokens: np.ndarray, z_noise: torch.Tensor | None,
              puzzle_id: int = 0, puzzle_vector: np.ndarray | None = None) -> None:
@@ -90,19 +84,17 @@ class SlotPool:
         is added to the initial z when given; `puzzle_id` picks the puzzle-embedding row, or
         `puzzle_vector` (puzzle_emb_dim,) replaces it. x is embedded here once and reused every
         step."""
-        with torch.inference_mode():
+        with torch.inference_mode():  # embedding only: autocast would change nothing here
             index = torch.tensor(slots, device=self.device, dtype=torch.long)
             token_tensor = torch.from_numpy(np.ascontiguousarray(tokens, dtype=np.int64))
             ids = torch.full((len(slots),), puzzle_id, dtype=torch.long, device=self.device)
-            if puzzle_vector is None:
-                x = self.model.embed(token_tensor.to(self.device), ids)  # (n, L, D)
-            else:
+            vectors = None
+            if puzzle_vector is not None:
                 row = torch.from_numpy(np.ascontiguousarray(puzzle_vector, dtype=np.float32))
                 vectors = row.to(self.device).expand(len(slots), -1)  # (n, puzzle_emb_dim)
-                x = self.model.embed(token_tensor.to(self.device), ids, vectors)
-            state = self.model.initial_state(len(slots), self.device, self.dtype)
+            state, x = start(self.model, token_tensor.to(self.device), ids, vectors, self.dtype)
             z = state.z if z_noise is None else state.z + z_noise.to(self.device, self.dtype)
-            self.x.index_copy_(0, index, x.to(self.dtype))
+            self.x.index_copy_(0, index, x)
             self.y.index_copy_(0, index, state.y)
             self.z.index_copy_(0, index, z)
 
@@ -119,26 +111,22 @@ class SlotPool:
             else:
                 index = torch.tensor(rows, device=self.device, dtype=torch.long)
                 y, z, x = (t.index_select(0, index) for t in (self.y, self.z, self.x))  # (B, L, D)
-            out = self.model.step(State(y, z), x)
-            new_y, new_z = out.state.y.to(self.dtype), out.state.z.to(self.dtype)
+            carry, readout = step(self.model, State(y, z), x)
             if full:
-                self.y, self.z = new_y, new_z
+                self.y, self.z = carry
             else:
-                self.y.index_copy_(0, index, new_y)
-                self.z.index_copy_(0, index, new_z)
-            probs, ids = out.logits.float().softmax(-1).max(-1)  # (B, seq_len) each
-            halt = out.halt_logits.float()  # (B,)
+                self.y.index_copy_(0, index, carry.y)
+                self.z.index_copy_(0, index, carry.z)
         # One host transfer per output per tick; everything after this is numpy.
-        return Readout(ids.cpu().numpy(), probs.cpu().numpy(), halt.cpu().numpy())
+        return Readout(readout.tokens.cpu().numpy(), readout.probs.cpu().numpy(),
+                       readout.halt_logits.cpu().numpy())
 
     def warmup(self, tokens: np.ndarray) -> None:
         """One step over a full batch of `tokens` (size, seq_len), touching no slot."""
         with self._compute():
             token_tensor = torch.from_numpy(np.ascontiguousarray(tokens, dtype=np.int64))
-            x = self.model.embed(token_tensor.to(self.device))
-            state = self.model.initial_state(self.size, self.device, self.dtype)
-            out = self.model.step(state, x)
-            out.logits.float().softmax(-1).max(-1)[0].cpu()
+            state, x = start(self.model, token_tensor.to(self.device), dtype=self.dtype)
+            step(self.model, state, x)[1].probs.cpu()
 
 
 def position_source(symmetry: Symmetry, seq_len: int) -> np.ndarray | None:
@@ -252,7 +240,7 @@ class JobRecord:
         answer = task.keep_givens(self.puzzle, answer)  # the user's givens are never changed
         attempt.answer, attempt.cell_confidence = answer, confidence
         attempt.confidence = float(confidence[self.fill_mask].mean())
-        attempt.q_halt = 0.5 * (1.0 + math.tanh(0.5 * halt_logit))  # sigmoid, overflow-free
+        attempt.q_halt = q_halt(halt_logit)
         attempt.valid = bool(task.verify(self.puzzle, answer))
         if not self._should_stop(attempt, previous, halt_logit, task.can_verify):
             return False

@@ -3,24 +3,29 @@
 steps, overall and by bucket (the data's bucket column, or the task's reading of each solution,
 such as a maze's path length; see `trm_core.data.load_puzzle_csv`).
 
-It runs puzzles through the same `Engine` the service uses, so a number measured here is what a
-client of the service gets with the same halting and attempts settings.
+A full-depth run (`halting="never"`, one attempt, no search: what training evaluates) calls the
+plain solve loop (`trm_core.solve`) directly; anything the engine schedules (auto halting,
+attempts, search) runs through the same `Engine` the service uses. Either way a number measured
+here is what a client of the service gets with the same settings.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
-from trm_core.data import PuzzleSet
 from trm_core.engine import Engine, Halting, JobResult
 from trm_core.model import TRM
 from trm_core.search import SearchConfig
+from trm_core.solve import final_answers, q_halt
 from trm_core.tasks.base import Task
+
+if TYPE_CHECKING:  # trm_core.data evaluates its sets with this module
+    from trm_core.data import PuzzleSet
 
 
 def evaluate(model: TRM, task: Task, data: PuzzleSet, *, max_steps: int | None = None,
@@ -30,16 +35,14 @@ def evaluate(model: TRM, task: Task, data: PuzzleSet, *, max_steps: int | None =
     """Solve every puzzle of `data` and score the answers against its solutions; with
     `search`, each puzzle gets the verified search (`trm_core.search`) instead of one run."""
     steps = max_steps or model.config.max_supervision_steps
-    slots = max(batch_size, attempts, search.attempts if search else 1)
-    engine = Engine(model, task, slots=slots, max_queue=len(data) + slots,
-                    autocast_dtype=autocast_dtype, seed=seed)
     was_training = model.training
     model.eval()
     start = time.perf_counter()
-    # A search seeds puzzle i with seed + i, as the service seeds a request with its seed.
-    seeds = {} if search is None else {"seed": seed}
-    results = engine.solve_batch(list(data.puzzles), max_steps=steps, halting=halting,
-                                 attempts=attempts, search=search, **seeds)
+    if halting == "never" and attempts == 1 and search is None:
+        results = full_depth(model, task, data.puzzles, steps, batch_size, autocast_dtype)
+    else:
+        results = _engine_results(model, task, data, steps, halting, attempts, batch_size,
+                                  autocast_dtype, seed, search)
     elapsed = time.perf_counter() - start
     model.train(was_training)
     report = score(results, data, task)
@@ -49,6 +52,39 @@ def evaluate(model: TRM, task: Task, data: PuzzleSet, *, max_steps: int | None =
     report["speed"] = {"seconds": round(elapsed, 3),
                        "puzzles_per_s": round(len(data) / max(elapsed, 1e-9), 2)}
     return report
+
+
+def _engine_results(model: TRM, task: Task, data: PuzzleSet, steps: int, halting: Halting,
+                    attempts: int, batch_size: int, autocast_dtype: torch.dtype | None,
+                    seed: int, search: SearchConfig | None) -> list[JobResult]:
+    """Every puzzle solved by an `Engine`, as the service would."""
+    slots = max(batch_size, attempts, search.attempts if search else 1)
+    engine = Engine(model, task, slots=slots, max_queue=len(data) + slots,
+                    autocast_dtype=autocast_dtype, seed=seed)
+    # A search seeds puzzle i with seed + i, as the service seeds a request with its seed.
+    seeds = {} if search is None else {"seed": seed}
+    return engine.solve_batch(list(data.puzzles), max_steps=steps, halting=halting,
+                              attempts=attempts, search=search, **seeds)
+
+
+def full_depth(model: TRM, task: Task, puzzles: np.ndarray, steps: int, batch_size: int,
+               autocast_dtype: torch.dtype | None) -> list[JobResult]:
+    """Every puzzle (N, seq_len) run `steps` steps by the plain loop, as results shaped like
+    the engine's for `halting="never"`: givens restored, verified, never halted early."""
+    last = final_answers(model, task, puzzles, steps, batch_size=batch_size,
+                         autocast_dtype=autocast_dtype)
+    results = []
+    for i, puzzle in enumerate(puzzles):
+        answer = task.keep_givens(puzzle, last.answers[i])
+        valid = bool(task.verify(puzzle, answer))
+        fill = puzzle == 0 if (puzzle == 0).any() else np.ones(len(puzzle), bool)  # as the engine
+        results.append(JobResult(
+            job_id=str(i), status="solved" if valid else "unsolved", answer=answer,
+            valid=valid, steps_used=steps, halted_early=False,
+            confidence=float(last.confidence[i][fill].mean()),
+            q_halt=q_halt(last.halt_logits[i]), attempt=0, attempts=1, queue_ms=0.0,
+            compute_ms=0.0, total_ms=0.0))
+    return results
 
 
 def score(results: list[JobResult], data: PuzzleSet, task: Task) -> dict[str, Any]:

@@ -29,17 +29,12 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from trm_core import distributed
-from trm_core.arc_identifiers import save_identifiers, sidecar_path
-from trm_core.arc_train_data import ArcSampler, ArcSplit, eval_rows, evaluate_examples
 from trm_core.checkpoint import load_checkpoint, save_checkpoint
-from trm_core.data import PuzzleSet, Sampler, TrainingSampler
+from trm_core.data import TrainingData, TrainingSampler
 from trm_core.distributed import Ranks, resolve_device
-from trm_core.evaluate import evaluate
 from trm_core.inference import (
     cpu_description,
     cpu_has_native_bf16,
-    prepare_for_inference,
-    resolve_precision,
 )
 from trm_core.losses import step_loss
 from trm_core.model import TRM, State
@@ -53,7 +48,7 @@ __all__ = ["EMA", "Carry", "Trainer", "local_batch_size", "lr_at", "resolve_devi
            "warm_start"]
 
 log = logging.getLogger(__name__)
-TrainData = PuzzleSet | ArcSplit
+TrainData = TrainingData  # kept: the name callers import
 PUZZLE_TABLE = "puzzle_embedding.weight"
 
 
@@ -107,25 +102,20 @@ class Carry:
 
 
 def check_data(run: RunConfig, task: Task, train_set: TrainData) -> None:
-    """Refuse data the model cannot take: another grid size or vocabulary, or an ARC build
-    whose identifier count differs from the puzzle-embedding table's rows."""
+    """Refuse data the model cannot take: another grid size or vocabulary, or whatever the
+    data itself refuses (`TrainingData.check_run`: an ARC build whose identifier count differs
+    from the puzzle-embedding table's rows)."""
     model = run.model
     if (task.seq_len, task.vocab_size) != (model.seq_len, model.vocab_size):
         raise ValueError(f"task {task.name!r} has seq_len {task.seq_len} and vocab_size "
                          f"{task.vocab_size}; the model config has {model.seq_len} and "
                          f"{model.vocab_size}")
-    if (isinstance(train_set, ArcSplit) and model.puzzle_emb_dim
-            and model.num_puzzle_ids != train_set.num_identifiers):
-        raise ValueError(f"model.num_puzzle_ids is {model.num_puzzle_ids} but the ARC build "
-                         f"{train_set.folder} has {train_set.num_identifiers} identifiers")
+    train_set.check_run(run)
 
 
 def make_sampler(data: TrainData, task: Task, seed: int, augment: bool) -> TrainingSampler:
-    """ARC builds are sampled group by group with augmentation baked in; CSV sets row by row
-    with on-the-fly symmetries."""
-    if isinstance(data, ArcSplit):
-        return ArcSampler(data, seed)
-    return Sampler(data, task, seed, augment)
+    """The data's own sampler (CSV sets: row by row with on-the-fly symmetries)."""
+    return data.sampler(task, seed, augment)
 
 
 class Trainer:
@@ -303,23 +293,11 @@ class Trainer:
         return self.ema.model if self.ema is not None else self.model  # type: ignore[return-value]
 
     def evaluate(self) -> dict[str, Any]:
-        """Score the EMA model on the evaluation set at full depth (all steps, as the paper):
-        CSV puzzles through the serving engine, ARC examples with their puzzle ids."""
+        """Score the EMA model on the evaluation set at full depth (all steps, as the paper), as
+        the set evaluates itself (`TrainingData.evaluate`)."""
         assert self.eval_set is not None
-        if isinstance(self.eval_set, ArcSplit):  # fp32 weights: the puzzle table is shared
-            rows = eval_rows(self.eval_set, self.cfg.eval_puzzles)
-            precision = resolve_precision("float32", self.device)
-            return evaluate_examples(self.eval_model, self.eval_set, rows,
-                                     batch_size=self.cfg.eval_batch_size,
-                                     autocast_dtype=precision.autocast)
-        # A copy at the precision the service would run it at (trm_core/inference.py), so the
-        # best checkpoint is chosen by the arithmetic it will be served with.
-        model, precision = prepare_for_inference(copy.deepcopy(self.eval_model), self.device)
-        subset = self.eval_set.head(self.cfg.eval_puzzles)
-        report = evaluate(model, self.task, subset, halting="never",
-                          batch_size=self.cfg.eval_batch_size, autocast_dtype=precision.autocast)
-        report["settings"]["precision"] = precision.name
-        return report
+        return self.eval_set.evaluate(self.eval_model, self.task, self.cfg.eval_puzzles,
+                                      self.cfg.eval_batch_size)
 
     def fit(self, on_log: Callable[[dict[str, float]], None] | None = None,
             on_eval: Callable[[dict[str, Any]], None] | None = None,
@@ -414,11 +392,10 @@ class Trainer:
         }
 
     def save_checkpoint(self, stem: Path, report: dict[str, Any] | None = None) -> Path:
-        """The EMA weights and card; for ARC also `<stem>.identifiers.json`, the table saying
-        which task version each puzzle-embedding row stands for."""
+        """The EMA weights and card, and whatever files the training data keeps beside them
+        (ARC: `<stem>.identifiers.json`, the task version of each puzzle-embedding row)."""
         stem = save_checkpoint(stem, self.eval_model, self.card(report))
-        if isinstance(self.train_set, ArcSplit):
-            save_identifiers(sidecar_path(stem), self.train_set.identifiers)
+        self.train_set.save_sidecars(stem)
         return stem
 
     def save_resume(self) -> None:

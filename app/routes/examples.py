@@ -1,7 +1,8 @@
-"""`GET /v1/examples/{task}`: bundled example puzzles (Sudoku) or the first mazes of the committed
-test sets, and `GET /v1/examples/{task}/generate`: one fresh puzzle of a difficulty with its
-solution. The list route also generates when given a `difficulty` (the older spelling).
-Generation runs in the app's `ExampleGenerator` (other processes, a bounded number at once)."""
+"""`GET /v1/examples/{task}`: the task's example puzzles (`Task.examples`: Sudoku's bundled ones,
+the first mazes of the committed test sets), and `GET /v1/examples/{task}/generate`: one fresh
+puzzle of a difficulty with its solution. The list route also generates when given a
+`difficulty` (the older spelling). Generation runs in the app's `ExampleGenerator` (other
+processes, a bounded number at once)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 
 from app import errors
-from app.examples import EXAMPLES, Difficulty, ExampleGenerator
+from app.examples import Difficulty, ExampleGenerator, example_tasks, examples, offers_examples
 from app.schemas import PROBLEM_RESPONSES
 
 router = APIRouter(tags=["examples"])
@@ -18,9 +19,10 @@ Seed = Annotated[int | None, Query(ge=0, description="makes generation repeatabl
 
 
 def _check(task: str) -> None:
-    if task not in EXAMPLES:
+    if not offers_examples(task):
+        known = example_tasks()
         raise errors.not_found("task", f"no examples for task {task!r}; try "
-                               f"{' or '.join(EXAMPLES)}", known=list(EXAMPLES))
+                               f"{' or '.join(known)}", known=known)
 
 
 def _generator(request: Request) -> ExampleGenerator:
@@ -29,7 +31,7 @@ def _generator(request: Request) -> ExampleGenerator:
 
 
 @router.get("/v1/examples/{task}", responses=PROBLEM_RESPONSES)
-async def examples(
+async def list_examples(
     task: str,
     request: Request,
     difficulty: Annotated[Difficulty | None,
@@ -39,7 +41,7 @@ async def examples(
     """Examples to try; with `difficulty`, one new unique puzzle and its solution."""
     _check(task)
     if difficulty is None:
-        return {"object": "list", "task": task, "data": EXAMPLES[task]()}
+        return {"object": "list", "task": task, "data": examples(task)}
     return await generate(task, request, difficulty, seed)
 
 

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Query, Request
 
-from app.agents import openai_tools
+from app.task_apis import openai_tools
 
 router = APIRouter(tags=["agents"])
 

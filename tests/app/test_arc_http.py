@@ -27,16 +27,16 @@ from mcp.types import TextContent
 
 from app.server import RunningServer, serve_in_thread
 from app.settings import Settings
-from trm_core.arc_identifiers import (
+from trm_core.checkpoint import save_checkpoint
+from trm_core.config import ModelConfig
+from trm_core.model import TRM
+from trm_core.tasks.arc.identifiers import (
     IdentifierMap,
     VersionRef,
     demos_digest,
     save_identifiers,
     sidecar_path,
 )
-from trm_core.checkpoint import save_checkpoint
-from trm_core.config import ModelConfig
-from trm_core.model import TRM
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "arc"
 KNOWN_ID = "017c7c7b"  # 3 demonstrations, 1 test input

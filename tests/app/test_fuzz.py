@@ -17,10 +17,10 @@ import schemathesis
 from schemathesis.checks import not_a_server_error, response_schema_conformance
 from shipped_models import tiny_only
 
-from app.examples import SUDOKU_EXAMPLES
 from app.schemas import EXAMPLE_PUZZLE
 from app.server import serve_in_thread
 from app.settings import Settings
+from trm_core.tasks.sudoku_examples import EXAMPLES as SUDOKU_EXAMPLES
 
 SEED = 20240518
 EXAMPLES_PER_OPERATION = 40

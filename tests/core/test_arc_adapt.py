@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 import torch
 
-from trm_core.arc_adapt import AdaptConfig, draw_symmetries, fit_rows, training_examples
 from trm_core.config import ModelConfig
 from trm_core.engine import Engine, Job
 from trm_core.model import TRM
-from trm_core.tasks.arc import ArcTask, encode, locate
+from trm_core.tasks.arc.adapt import AdaptConfig, draw_symmetries, fit_rows, training_examples
+from trm_core.tasks.arc.grids import ArcTask, encode, locate
 
 SOURCE = Path(__file__).resolve().parents[1] / "data" / "arc"
 _TASK = json.loads((SOURCE / "arc-agi_evaluation_challenges.json").read_text())["00576224"]

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from trm_core.arc_identifiers import (
+from trm_core.tasks.arc.identifiers import (
     IdentifierMap,
     VersionRef,
     demos_digest,

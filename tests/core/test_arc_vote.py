@@ -13,8 +13,12 @@ import pytest
 import torch
 
 from training.cli import main
-from trm_core.arc_data import build_arc
-from trm_core.arc_vote import (
+from trm_core.checkpoint import save_checkpoint
+from trm_core.config import ModelConfig
+from trm_core.model import TRM
+from trm_core.tasks.arc.build import build_arc
+from trm_core.tasks.arc.grids import EOS, ArcSymmetry, encode
+from trm_core.tasks.arc.vote import (
     Ballot,
     Candidate,
     TaskPlan,
@@ -25,10 +29,6 @@ from trm_core.arc_vote import (
     solved,
     task_scores,
 )
-from trm_core.checkpoint import save_checkpoint
-from trm_core.config import ModelConfig
-from trm_core.model import TRM
-from trm_core.tasks.arc import EOS, ArcSymmetry, encode
 
 SOURCE = Path(__file__).resolve().parents[1] / "data" / "arc"
 A = np.array([[1, 2], [3, 4]])

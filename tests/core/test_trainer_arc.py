@@ -10,17 +10,17 @@ import pytest
 import torch
 
 from training.cli import main
-from trm_core.arc_data import build_arc
-from trm_core.arc_identifiers import load_identifiers, sidecar_path
-from trm_core.arc_train_data import (
+from trm_core.checkpoint import load_checkpoint
+from trm_core.tasks import get_task
+from trm_core.tasks.arc.build import build_arc
+from trm_core.tasks.arc.identifiers import load_identifiers, sidecar_path
+from trm_core.tasks.arc.train_data import (
     ArcSampler,
     ArcSplit,
     eval_rows,
     fit_run_to_build,
     open_split,
 )
-from trm_core.checkpoint import load_checkpoint
-from trm_core.tasks import get_task
 from trm_core.train_config import load_run
 from trm_core.trainer import Trainer
 

@@ -9,7 +9,7 @@ import pytest
 from call_counting import count_calls
 
 from trm_core.tasks import get_task
-from trm_core.tasks.arc import (
+from trm_core.tasks.arc.grids import (
     DIHEDRAL_INVERSE,
     ArcSymmetry,
     ArcTask,

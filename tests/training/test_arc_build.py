@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from training.cli import main
-from trm_core.arc_data import Version, build_arc, draw_versions, load_subset
-from trm_core.arc_identifiers import demos_digest, load_identifiers
-from trm_core.tasks.arc import decode, locate
+from trm_core.tasks.arc.build import Version, build_arc, draw_versions, load_subset
+from trm_core.tasks.arc.grids import decode, locate
+from trm_core.tasks.arc.identifiers import demos_digest, load_identifiers
 
 SOURCE = Path(__file__).resolve().parents[1] / "data" / "arc"
 FULL = Path(__file__).resolve().parents[3] / "shared" / "data" / "arc"

@@ -10,16 +10,16 @@ import pytest
 import torch
 
 from training.cli import main
-from trm_core.arc_identifiers import (
+from trm_core.checkpoint import save_checkpoint
+from trm_core.config import ModelConfig
+from trm_core.model import TRM
+from trm_core.tasks.arc.identifiers import (
     IdentifierMap,
     VersionRef,
     load_identifiers,
     save_identifiers,
     sidecar_path,
 )
-from trm_core.checkpoint import save_checkpoint
-from trm_core.config import ModelConfig
-from trm_core.model import TRM
 
 ARC_DATA = Path(__file__).resolve().parents[1] / "data" / "arc"
 

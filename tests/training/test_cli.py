@@ -32,13 +32,14 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_data_splits_are_disjoint_under_symmetry(data_dir: Path) -> None:
     manifest = json.loads((data_dir / "manifest.json").read_text())
     assert manifest["splits"] == {"test": 8, "val": 8, "train": 24}
-    assert splits_disjoint([data_dir / f"{s}.csv" for s in ("train", "val", "test")], workers=1)
+    assert splits_disjoint([data_dir / f"{s}.csv" for s in ("train", "val", "test")], "sudoku",
+                           workers=1)
 
 
 def test_exclude_keeps_symmetric_images_out(data_dir: Path, tmp_path: Path) -> None:
     assert main(["data", "sudoku", "--out", str(tmp_path), "--train", "8", "--val", "0",
                  "--exclude", str(data_dir / "test.csv"), "--workers", "1", "--seed", "3"]) == 0
-    assert splits_disjoint([tmp_path / "train.csv", data_dir / "test.csv"], workers=1)
+    assert splits_disjoint([tmp_path / "train.csv", data_dir / "test.csv"], "sudoku", workers=1)
 
 
 def test_train_then_eval(data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -19,11 +19,11 @@ def test_sets_are_unique_under_symmetry(name: str) -> None:
     bucket, count = SETS[name]
     records = read_csv(DATA / name)
     assert len(records) == count and {r.bucket for r in records} == {bucket}
-    assert len(set(canonical_keys([r.puzzle for r in records], workers=2))) == count
+    assert len(set(canonical_keys([r.puzzle for r in records], "sudoku", workers=2))) == count
 
 
 def test_sets_are_disjoint_under_symmetry() -> None:
-    assert splits_disjoint([DATA / name for name in sorted(SETS)], workers=2)
+    assert splits_disjoint([DATA / name for name in sorted(SETS)], "sudoku", workers=2)
 
 
 def test_hard_sample_has_unique_solutions() -> None:

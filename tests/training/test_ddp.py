@@ -118,7 +118,7 @@ def worker(out: Path, argv: list[str]) -> None:
 # ------------------------------------------------------------------------------- the test
 @pytest.fixture(scope="module")
 def two_ranks(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from trm_core.arc_data import build_arc
+    from trm_core.tasks.arc.build import build_arc
 
     out = tmp_path_factory.mktemp("ddp")
     build = out / "build"

@@ -14,11 +14,11 @@ import pytest
 import torch
 
 from training.cli import main
-from trm_core.arc_identifiers import demos_digest, load_identifiers, sidecar_path
 from trm_core.checkpoint import load_checkpoint
 from trm_core.config import ModelConfig
 from trm_core.model import TRM
 from trm_core.official import to_official
+from trm_core.tasks.arc.identifiers import demos_digest, load_identifiers, sidecar_path
 
 ARC_DATA = Path(__file__).resolve().parents[1] / "data" / "arc"
 ARCH_YAML = """\

@@ -6,17 +6,24 @@ A task works in two spaces:
   1..9 = digits), what users send and receive;
 - tokens: the model's vocabulary as a flat int64 array of length `seq_len` (Sudoku: value + 1).
 
-Adding a task is adding one module that subclasses `Task` and registers itself in
-`trm_core.tasks.TASKS`.
+Adding a task is adding one module or package that subclasses `Task` and one line,
+`register(<Task>())` in `trm_core/tasks/__init__.py` (or at runtime). The hooks below carry
+everything generic code asks of a task; defaults cover what a simple puzzle needs.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
+
+if TYPE_CHECKING:  # trm_core.data imports this module
+    from pathlib import Path
+
+    from trm_core.data import TrainingData
+    from trm_core.tasks.generation import DatasetTools
 
 
 @dataclass
@@ -53,6 +60,13 @@ class Task(ABC):
     # True when `verify` decides correctness from the puzzle alone (Sudoku, mazes); a task whose
     # right answer is unknown at serving time (ARC) sets False and auto halting trusts the head.
     can_verify: bool = True
+    # What a solve tool's `puzzle` argument holds, for agents (app/agents.py, the MCP server);
+    # empty: "the <name> puzzle as a compact string".
+    puzzle_format: str = ""
+    # What a tool's answer holds beyond the common fields, appended to the tool's description.
+    answer_note: str = ""
+    # True when `generate_example` makes fresh puzzles on request.
+    generates_examples: bool = False
 
     @abstractmethod
     def parse(self, raw: Any) -> np.ndarray:
@@ -130,6 +144,45 @@ class Task(ABC):
 
     def extra_step(self, answer: np.ndarray) -> dict[str, Any]:
         """Task-specific fields of a step event; cheap, as it runs every step."""
+        return {}
+
+    def open_training_data(self, path: str, split: Literal["train", "eval"]) -> TrainingData:
+        """The training (or evaluation) data a run config names by `path`: a puzzle CSV
+        (`trm_core.data.load_puzzle_csv`) unless the task has data of its own kind."""
+        from trm_core.data import load_puzzle_csv  # here: trm_core.data imports this module
+
+        return load_puzzle_csv(path, self)
+
+    # ------------------------------------------------------------- data, examples, checkpoints
+    def dataset_tools(self) -> DatasetTools | None:
+        """The generator and CSV tools `trm data` builds split files with; None when the
+        task has no generator (ARC: `trm data-arc` builds from the published tasks)."""
+        return None
+
+    def examples(self) -> list[dict[str, Any]]:
+        """Puzzles to try (the viewer, `GET /v1/examples/{task}`), each at least
+        {"name", "puzzle", "solution"}; [] when the task offers none."""
+        return []
+
+    def generate_example(self, difficulty: str, seed: int | None) -> dict[str, Any]:
+        """One fresh puzzle of `difficulty` ("easy", "medium" or "hard") with its solution,
+        {"difficulty", "puzzle", "solution", "seed", ...}, within a bounded search (it runs
+        in a pool process); RuntimeError when none was found in time."""
+        raise RuntimeError(f"task {self.name!r} cannot generate examples")
+
+    def sidecars(self, stem: Path) -> list[Path]:
+        """Files beside checkpoint `stem` that belong to it (ARC: the identifier table),
+        whether or not they exist; shipping a checkpoint copies those that do."""
+        return []
+
+    def load_model_extras(self, stem: Path, puzzle_rows: int) -> Any:
+        """What the service keeps with a loaded model of this task beyond its weights (ARC:
+        the identifier table, checked against the `puzzle_rows` embedding rows); None when
+        nothing. ValueError when a sidecar contradicts the checkpoint."""
+        return None
+
+    def describe_model_extras(self, extras: Any) -> dict[str, Any]:
+        """Fields `/v1/models` adds for a model whose `load_model_extras` gave `extras`."""
         return {}
 
     @abstractmethod

@@ -1,4 +1,5 @@
-"""What every task's data tools share: a process-pool map, seeded generation on all cores (item i
+"""What every task's data tools share: `DatasetTools`, the bundle a task hands the dataset
+builder (`Task.dataset_tools`), a process-pool map, seeded generation on all cores (item i
 of a run is made from (seed, i) alone, so the result depends only on (n, difficulty, seed),
 never on how many worker processes made it), and the CSV rows of puzzle files."""
 
@@ -10,13 +11,26 @@ import os
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 logger = logging.getLogger(__name__)
 Item = TypeVar("Item")
 Row = TypeVar("Row")
 Job = tuple[int, int, str]  # (seed, index, difficulty)
+
+
+@dataclass(frozen=True)
+class DatasetTools:
+    """A task's dataset tools: its seeded generator (n, difficulty, seed, workers) -> rows
+    whose first field is the puzzle, CSV writing and reading (records with a `puzzle`
+    field), and the symmetries its splits are kept disjoint under, in words."""
+
+    generate: Callable[[int, str, int, int | None], Sequence[Sequence[Any]]]
+    write_csv: Callable[[Path, Iterable[Sequence[Any]]], int]
+    read_csv: Callable[[Path], Sequence[Any]]
+    disjoint_under: str
 
 
 def parallel_map(function: Callable[[Item], Row], items: Sequence[Item],

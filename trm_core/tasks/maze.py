@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from trm_core.tasks.base import PuzzleError, Symmetry, Task
+from trm_core.tasks.generation import DatasetTools
 
 SIZE = 30
 N_CELLS = SIZE * SIZE
@@ -399,6 +400,29 @@ class MazeTask(Task):
     seq_len = N_CELLS
     vocab_size = 6
     grid_shape = (SIZE, SIZE)
+    puzzle_format = ("a 30x30 maze as 30 lines of 30 characters (or one 900-character line): "
+                     "'#' wall, ' ' open, 'S' start, 'G' goal; no path drawn")
+    answer_note = ("The answer draws one shortest path from S to G with 'o'; the result's "
+                   "`path` lists it as [row, column] pairs, with `path_length` and the puzzle's "
+                   "`shortest_length`.")
+
+    # Generation and examples load on first use (the generator module imports this one).
+    def dataset_tools(self) -> DatasetTools:
+        from trm_core.tasks.maze_generate import TOOLS
+
+        return TOOLS
+
+    def examples(self) -> list[dict[str, Any]]:
+        from trm_core.tasks.maze_generate import examples
+
+        return examples()
+
+    generates_examples = True
+
+    def generate_example(self, difficulty: str, seed: int | None) -> dict[str, Any]:
+        from trm_core.tasks.maze_generate import generate_example
+
+        return generate_example(difficulty, seed)
 
     def parse(self, raw: Any) -> np.ndarray:
         return parse_maze(raw)

@@ -18,15 +18,16 @@ the path: path cells, S and G included, with three or more open neighbours.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
-from trm_core.tasks.generation import generate_seeded, read_rows, write_rows
+from trm_core.tasks.generation import DatasetTools, generate_seeded, read_rows, write_rows
 from trm_core.tasks.maze import (
     GOAL,
     N_CELLS,
@@ -129,16 +130,6 @@ def junctions(maze: np.ndarray) -> int:
     )
 
 
-def dead_ends(maze: np.ndarray) -> int:
-    """Open cells with exactly one open neighbour, S and G excluded."""
-    flat = np.asarray(maze).reshape(-1)
-    open_cells = flat != WALL
-    return sum(
-        flat[pos] == OPEN and sum(bool(open_cells[n]) for n in NEIGHBOURS[pos]) == 1
-        for pos in range(N_CELLS)
-    )
-
-
 # ------------------------------------------------------------------------------ generation
 def generate_maze(rng: np.random.Generator, spec: Difficulty, max_carves: int | None = None
                   ) -> tuple[np.ndarray, np.ndarray, int]:
@@ -217,3 +208,38 @@ def read_csv(path: str | Path) -> list[MazeRecord]:
     """Rows of a file written by `write_csv`; raises ValueError when a column is missing."""
     return [MazeRecord(row["puzzle"], row["solution"], int(row["path_length"]), row["bucket"])
             for row in read_rows(path, CSV_FIELDS)]
+
+
+TOOLS = DatasetTools(generate, write_csv, read_csv, "the 8 rotations and reflections")
+
+# ------------------------------------------------------------------------------- examples
+# A carve with its S draws takes a few ms; 300 bound an example request to about a second.
+MAX_CARVES = 300
+# The committed test sets (absent from an installed wheel: then only generation is offered).
+TEST_SETS = Path(__file__).resolve().parents[2] / "training" / "data"
+EXAMPLES_PER_SET = 3
+
+
+@functools.cache
+def examples() -> list[dict[str, Any]]:
+    """The first mazes of each committed test set."""
+    found: list[dict[str, Any]] = []
+    for difficulty in ("easy", "hard"):
+        path = TEST_SETS / f"maze-{difficulty}-test.csv"
+        if not path.exists():
+            continue
+        for i, row in enumerate(read_csv(path)[:EXAMPLES_PER_SET], start=1):
+            found.append({"name": f"held-out {difficulty} #{i} ({row.path_length} steps)",
+                          "puzzle": row.puzzle, "solution": row.solution,
+                          "path_length": row.path_length, "bucket": row.bucket})
+    return found
+
+
+def generate_example(difficulty: str, seed: int | None) -> dict[str, Any]:
+    """A fresh maze of `difficulty` with its unique shortest path; RuntimeError when
+    MAX_CARVES carves found none."""
+    puzzle, solution, steps = generate_maze(np.random.default_rng(seed), DIFFICULTIES[difficulty],
+                                            max_carves=MAX_CARVES)
+    return {"difficulty": difficulty, "puzzle": format_cells(puzzle),
+            "solution": format_cells(solution), "path_length": steps,
+            "junctions": junctions(puzzle), "seed": seed}

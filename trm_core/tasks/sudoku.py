@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from trm_core.tasks.base import PuzzleError, Symmetry, Task
+from trm_core.tasks.generation import DatasetTools
 
 SIZE = 9
 N_CELLS = SIZE * SIZE
@@ -328,6 +329,27 @@ class SudokuTask(Task):
     seq_len = N_CELLS
     vocab_size = 11
     grid_shape = (SIZE, SIZE)
+    puzzle_format = ("81 characters row by row, '.' for a blank, e.g. ..3.2.6..9..3.5..1..18.64"
+                     "....81.29..7.......8..67.82....26.95..8..2.3..9..5.1.3..")
+
+    # Generation and examples load on first use: the solver and generator are not needed to
+    # parse or verify, and the generator module imports this one.
+    def dataset_tools(self) -> DatasetTools:
+        from trm_core.tasks.sudoku_generate import TOOLS
+
+        return TOOLS
+
+    def examples(self) -> list[dict[str, Any]]:
+        from trm_core.tasks.sudoku_examples import EXAMPLES
+
+        return EXAMPLES
+
+    generates_examples = True
+
+    def generate_example(self, difficulty: str, seed: int | None) -> dict[str, Any]:
+        from trm_core.tasks.sudoku_examples import generate_example
+
+        return generate_example(difficulty, seed)
 
     def parse(self, raw: Any) -> np.ndarray:
         return parse_puzzle(raw)

@@ -23,7 +23,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from trm_core.tasks.generation import generate_seeded, read_rows, write_rows
+from trm_core.tasks.generation import DatasetTools, generate_seeded, read_rows, write_rows
 from trm_core.tasks.sudoku import N_CELLS, UNITS, format_cells
 
 logger = logging.getLogger(__name__)
@@ -410,3 +410,7 @@ def read_csv(path: str | Path) -> list[SudokuRecord]:
 
 def _givens(puzzle: str) -> int:
     return sum(ch in "123456789" for ch in puzzle)
+
+
+TOOLS = DatasetTools(generate, write_csv, read_csv,
+                     "digit relabelling, transpose, band/stack and row/column swaps")

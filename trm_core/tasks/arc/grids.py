@@ -20,11 +20,17 @@ the black background, stays fixed), as in the official augmentation.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from trm_core.tasks.base import PuzzleError, Symmetry, Task
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from trm_core.tasks.arc.identifiers import IdentifierMap
+    from trm_core.tasks.arc.train_data import ArcSplit
 
 SIZE = 30
 N_CELLS = SIZE * SIZE
@@ -274,6 +280,37 @@ class ArcTask(Task):
 
     def decode(self, canvas: np.ndarray) -> list[list[int]]:
         return decode(canvas)
+
+    # The sidecar and training data modules load on first use: they import this one.
+    def sidecars(self, stem: Path) -> list[Path]:
+        from trm_core.tasks.arc.identifiers import sidecar_path
+
+        return [sidecar_path(stem)]
+
+    def load_model_extras(self, stem: Path, puzzle_rows: int) -> IdentifierMap | None:
+        """The checkpoint's row -> task version table (`<stem>.identifiers.json`); None when
+        absent. ValueError when it names more identifiers than the embedding has rows."""
+        from trm_core.tasks.arc.identifiers import load_identifiers, sidecar_path
+
+        path = sidecar_path(stem)
+        if not path.exists():
+            return None
+        identifiers = load_identifiers(path)
+        if len(identifiers) > puzzle_rows:
+            raise ValueError(f"{path} names {len(identifiers)} identifiers; the checkpoint's "
+                             f"puzzle embedding has {puzzle_rows} rows")
+        return identifiers
+
+    def describe_model_extras(self, extras: IdentifierMap | None) -> dict[str, Any]:
+        if extras is None:
+            return {}
+        return {"arc": {"known_tasks": len(extras.task_digests), "identifiers": len(extras)}}
+
+    def open_training_data(self, path: str, split: Literal["train", "eval"]) -> ArcSplit:
+        """A `trm data-arc` build folder: its train split, or its test split to evaluate on."""
+        from trm_core.tasks.arc.train_data import open_split
+
+        return open_split(path, "train" if split == "train" else "test")
 
     def encode(self, grid: Any, row_offset: int = 0, col_offset: int = 0) -> np.ndarray:
         return encode(grid, row_offset, col_offset).astype(np.int8)

@@ -1,4 +1,8 @@
-"""`trm eval-arc`: pass@K of an ARC checkpoint on a `trm data-arc` build's test split, voting
+"""ARC's own commands. `trm data-arc` builds the augmented arrays (`trm_core/tasks/arc/build.py`):
+
+    trm data-arc --build arc1 --augmentations 1000 --out data/arc1 --source ../shared/data/arc
+
+`trm eval-arc`: pass@K of an ARC checkpoint on a `trm data-arc` build's test split, voting
 over every augmented version of each test input as the official evaluation does.
 
     trm eval-arc checkpoints/arc/trm-arc1 --data data/arc1 --json reports/arc1-eval.json
@@ -7,7 +11,7 @@ over every augmented version of each test input as the official evaluation does.
 The checkpoint must have been trained on that build: the test rows name its identifiers.
 
 With `--source`, it scores tasks the checkpoint never trained on, straight from ARC JSON, with
-blank puzzle rows and with rows fitted at test time, side by side (`trm_core/arc_unseen.py`):
+blank puzzle rows and with rows fitted at test time, side by side (`trm_core/tasks/arc/unseen.py`):
 
     trm eval-arc checkpoints/arc/trm-arc1 --source ../shared/data/arc --subset evaluation \
         --versions 8 --adapt-budget-s 30 --tasks 40
@@ -23,19 +27,51 @@ from typing import Any
 
 import torch
 
-from trm_core.arc_adapt import AdaptConfig
-from trm_core.arc_data import load_subset
-from trm_core.arc_identifiers import load_identifiers, sidecar_path
-from trm_core.arc_unseen import evaluate_unseen
-from trm_core.arc_vote import evaluate_arc, format_table, load_test_split
 from trm_core.checkpoint import Checkpoint, load_checkpoint
 from trm_core.inference import DTYPE_CHOICES, prepare_for_inference
+from trm_core.tasks.arc.adapt import AdaptConfig
+from trm_core.tasks.arc.build import build_arc, load_subset
+from trm_core.tasks.arc.identifiers import load_identifiers, sidecar_path
+from trm_core.tasks.arc.unseen import evaluate_unseen
+from trm_core.tasks.arc.vote import evaluate_arc, format_table, load_test_split
 from trm_core.trainer import resolve_device
 
 log = logging.getLogger(__name__)
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    """`trm data-arc` and `trm eval-arc`."""
+    add_data_parser(sub)
+    add_eval_parser(sub)
+
+
+def add_data_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("data-arc", help="build augmented ARC-AGI arrays (train and test splits)")
+    p.add_argument("--build", choices=["arc1", "arc2"], default="arc1",
+                   help="arc1: training+evaluation+concept, tested on evaluation; "
+                        "arc2: training2+evaluation2+concept, tested on evaluation2")
+    p.add_argument("--augmentations", type=int, default=1000, help="versions per task")
+    p.add_argument("--out", type=Path, default=Path("data/arc1"), help="output folder")
+    p.add_argument("--source", type=Path, default=Path("../shared/data/arc"),
+                   help="folder of arc-agi_<subset>_{challenges,solutions}.json")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--subsets", nargs="+",
+                   help="build from these subsets instead, e.g. `training concept` to keep every "
+                        "ARC-1 evaluation task unseen for `trm eval-arc --source`")
+    p.add_argument("--test-subset", help="with --subsets: the subset whose test pairs are held out")
+    p.set_defaults(func=run_data)
+
+
+def run_data(args: argparse.Namespace) -> dict[str, Any]:
+    """Build the augmented ARC-AGI arrays; returns the split manifests."""
+    subsets = tuple(args.subsets) if args.subsets else None
+    if subsets and not args.test_subset:
+        raise ValueError("--subsets needs --test-subset (one of them)")
+    return build_arc(args.source, args.out, args.build, args.augmentations, seed=args.seed,
+                     subsets=subsets, test_subset=args.test_subset)
+
+
+def add_eval_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval-arc", help="pass@K of an ARC checkpoint on a build's test split")
     p.add_argument("checkpoint", type=Path, help="checkpoint stem (path without extension)")
     where = p.add_mutually_exclusive_group(required=True)

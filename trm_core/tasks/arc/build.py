@@ -8,7 +8,7 @@ draws), gives every version its own puzzle identifier (0 is reserved for blank) 
 
     OUT/identifiers.json          identifier -> [task id, version, dihedral id, colour map], and
                                   task id -> digest of its demonstration pairs
-                                  (`trm_core.arc_identifiers`, the checkpoint sidecar format)
+                                  (`trm_core.tasks.arc.identifiers`, the checkpoint sidecar format)
     OUT/<split>/inputs.npy        (examples, 900) uint8 canvases
     OUT/<split>/labels.npy        (examples, 900) uint8 canvases
     OUT/<split>/puzzle_ids.npy    (examples,) int32 identifier of each example
@@ -34,8 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
-from trm_core.arc_identifiers import IdentifierMap, VersionRef, demos_digest, save_identifiers
-from trm_core.tasks.arc import N_CELLS, SIZE, dihedral, encode
+from trm_core.tasks.arc.grids import N_CELLS, SIZE, dihedral, encode
+from trm_core.tasks.arc.identifiers import IdentifierMap, VersionRef, demos_digest, save_identifiers
 
 BUILDS: dict[str, tuple[tuple[str, ...], str]] = {
     "arc1": (("training", "evaluation", "concept"), "evaluation"),

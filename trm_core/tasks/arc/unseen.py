@@ -3,7 +3,7 @@
 For every task: draw augmented versions (the identity first), then answer each test input of
 every version and vote, twice: once with blank puzzle rows (all zeros, what a model is left
 with for a task it has no row for) and once with rows fitted to the task's demonstrations
-(`arc_adapt.fit_rows`, network frozen). Both score pass@k exactly as the build evaluation does,
+(`adapt.fit_rows`, network frozen). Both score pass@k exactly as the build evaluation does,
 on the same versions, so the difference is what adaptation alone adds.
 """
 
@@ -16,12 +16,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from trm_core.arc_adapt import AdaptConfig, draw_symmetries, fit_rows
-from trm_core.arc_data import ArcPuzzleTask
-from trm_core.arc_vote import Ballot, summarise, task_scores
 from trm_core.engine import Engine
 from trm_core.model import TRM
-from trm_core.tasks.arc import ArcSymmetry, ArcTask, encode
+from trm_core.tasks.arc.adapt import AdaptConfig, draw_symmetries, fit_rows
+from trm_core.tasks.arc.build import ArcPuzzleTask
+from trm_core.tasks.arc.grids import ArcSymmetry, ArcTask, encode
+from trm_core.tasks.arc.vote import Ballot, summarise, task_scores
 
 
 def evaluate_unseen(model: TRM, tasks: Sequence[ArcPuzzleTask], adapt: AdaptConfig, *,
@@ -29,7 +29,7 @@ def evaluate_unseen(model: TRM, tasks: Sequence[ArcPuzzleTask], adapt: AdaptConf
                     autocast_dtype: torch.dtype | None = None,
                     on_task: Callable[[dict[str, Any]], None] | None = None
                     ) -> dict[str, dict[str, Any]]:
-    """{"blank": report, "adapted": report}, each as `arc_vote.summarise` writes it."""
+    """{"blank": report, "adapted": report}, each as `vote.summarise` writes it."""
     if model.puzzle_embedding is None:
         raise ValueError("the model has no puzzle embedding: nothing to adapt")
     steps = max_steps or model.config.max_supervision_steps

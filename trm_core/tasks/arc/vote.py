@@ -2,15 +2,16 @@
 and score a dataset build's `test` split with pass@K as the official evaluation does.
 
 Every version of a task predicts each test input in its own frame. A prediction is cropped to
-the largest top-left rectangle of colours (`trm_core.tasks.arc.crop`), mapped back through the
+the largest top-left rectangle of colours (`grids.crop`), mapped back through the
 version's inverse symmetry and pooled with identical predictions of the same test input.
 Candidates rank by votes, then by the mean sigmoid halting probability of their votes, both
 descending (full ties keep first-seen order); the first K are the attempts. A test input is
 solved when one attempt equals the expected output; a task scores the fraction of its test
 inputs solved; the benchmark figure is the mean over tasks.
 
-The evaluation runs the build's test rows through the same `Engine` the service uses, each row
-with its version's puzzle-embedding row (`puzzle_ids`), `halting="never"` at full depth.
+The evaluation runs the build's test rows through the plain solve loop (`trm_core.solve`, the
+step the service's engine takes), each row with its version's puzzle-embedding row
+(`puzzle_ids`), at full depth with no halting.
 """
 
 from __future__ import annotations
@@ -24,10 +25,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from trm_core.arc_train_data import ArcSplit, open_split
-from trm_core.engine import Engine
 from trm_core.model import TRM
-from trm_core.tasks.arc import ArcSymmetry, ArcTask, crop
+from trm_core.solve import final_answers, q_halt
+from trm_core.tasks.arc.grids import ArcSymmetry, ArcTask, crop
+from trm_core.tasks.arc.train_data import ArcSplit, open_split
 
 
 def grid_key(grid: np.ndarray) -> bytes:
@@ -111,6 +112,14 @@ def load_test_split(build_dir: str | Path) -> ArcSplit:
 
 # ------------------------------------------------------------------------------- evaluation
 @dataclass
+class Prediction:
+    """A test row's answer after the last step and its halting head's belief, q_halt."""
+
+    answer: np.ndarray  # (900,) int8 canvas cells
+    q_halt: float
+
+
+@dataclass
 class TaskPlan:
     task_id: str
     rows: list[tuple[int, int]]  # (row, test input index)
@@ -126,8 +135,6 @@ def evaluate_arc(model: TRM, data: ArcTestSplit, *, ks: Sequence[int] = (1, 2),
                  on_task: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Predict every test row, vote per test input, score pass@k per task and overall."""
     steps = max_steps or model.config.max_supervision_steps
-    engine = Engine(model, ArcTask(), slots=batch_size, max_queue=4 * batch_size,
-                    autocast_dtype=autocast_dtype)
     plans = [TaskPlan(*data.task_rows(g)) for g in range(data.num_groups)][:tasks]
     was_training = model.training
     model.eval()
@@ -135,10 +142,11 @@ def evaluate_arc(model: TRM, data: ArcTestSplit, *, ks: Sequence[int] = (1, 2),
     reports = []
     for chunk in _chunks(plans, 4 * batch_size):
         rows = [row for plan in chunk for row, _ in plan.rows]
-        results = engine.solve_batch([data.inputs[r].astype(np.int8) for r in rows],
-                                     puzzle_ids=[int(data.puzzle_ids[r]) for r in rows],
-                                     halting="never", max_steps=steps)
-        by_row = {row: result for row, result in zip(rows, results, strict=True)}
+        last = final_answers(model, ArcTask(), data.inputs[rows].astype(np.int8), steps,
+                             puzzle_ids=data.puzzle_ids[rows].astype(np.int64),
+                             batch_size=batch_size, autocast_dtype=autocast_dtype)
+        by_row = {row: Prediction(last.answers[i], q_halt(last.halt_logits[i]))
+                  for i, row in enumerate(rows)}
         for plan in chunk:
             reports.append(_score_task(data, plan, by_row, ks))
             if on_task is not None:
@@ -165,7 +173,7 @@ def expected_output(data: ArcTestSplit, row: int) -> np.ndarray:
     return data.version(row).symmetry.invert_grid(crop(np.asarray(data.labels[row])))
 
 
-def _score_task(data: ArcTestSplit, plan: TaskPlan, results: dict[int, Any],
+def _score_task(data: ArcTestSplit, plan: TaskPlan, results: dict[int, Prediction],
                 ks: Sequence[int]) -> dict[str, Any]:
     """One task's ballots (official semantics: empty crops count) and pass@k."""
     ballots = [Ballot(keep_empty=True) for _ in range(plan.tests)]

@@ -30,11 +30,11 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from trm_core.arc_data import DRAWS_PER_VERSION, pairs_key, place_pairs
 from trm_core.losses import StepLoss, step_loss
 from trm_core.model import TRM, State, StepOutput
 from trm_core.sign_sgd import SignSGD
-from trm_core.tasks.arc import ArcSymmetry
+from trm_core.tasks.arc.build import DRAWS_PER_VERSION, pairs_key, place_pairs
+from trm_core.tasks.arc.grids import ArcSymmetry
 
 log = logging.getLogger(__name__)
 Optimizer = Literal["adam", "sign_sgd"]

@@ -1,4 +1,4 @@
-"""ARC training data: one split of a `trm data-arc` build (see `trm_core.arc_data`), opened as
+"""ARC training data: one split of a `trm data-arc` build (see `build.py`), opened as
 memory-mapped arrays, the sampler that draws from it as the official loader does, and the
 per-example scoring used while training.
 
@@ -24,8 +24,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from trm_core.arc_identifiers import IdentifierMap, VersionRef, load_identifiers
+from trm_core.inference import resolve_precision
 from trm_core.model import TRM
+from trm_core.solve import final_tokens
+from trm_core.tasks.arc.identifiers import (
+    IdentifierMap,
+    VersionRef,
+    load_identifiers,
+    save_identifiers,
+    sidecar_path,
+)
+from trm_core.tasks.base import Task
 from trm_core.train_config import RunConfig
 
 PAD, COLOUR0 = 0, 2
@@ -67,6 +76,33 @@ class ArcSplit:
         """Inputs, labels (len(index), 900) and puzzle ids (len(index),), all int64."""
         return (self.inputs[index].astype(np.int64), self.labels[index].astype(np.int64),
                 self.puzzle_ids[index].astype(np.int64))
+
+    # ------------------------------------------------ trm_core.data.TrainingData, for the trainer
+    def fit_run(self, run: RunConfig) -> RunConfig:
+        return fit_run_to_build(run, self)
+
+    def check_run(self, run: RunConfig) -> None:
+        """The puzzle-embedding table must have a row for every identifier of the build."""
+        model = run.model
+        if model.puzzle_emb_dim and model.num_puzzle_ids != self.num_identifiers:
+            raise ValueError(f"model.num_puzzle_ids is {model.num_puzzle_ids} but the ARC build "
+                             f"{self.folder} has {self.num_identifiers} identifiers")
+
+    def sampler(self, task: Task, seed: int, augment: bool) -> ArcSampler:
+        """Group by group; the build baked the augmentation in, so `augment` changes nothing."""
+        return ArcSampler(self, seed)
+
+    def evaluate(self, model: TRM, task: Task, limit: int, batch_size: int) -> dict[str, Any]:
+        """Per-example scores over `limit` examples spread over tasks, with fp32 weights: the
+        puzzle table is shared with the training model, so it is not copied to cast."""
+        device = next(model.parameters()).device
+        precision = resolve_precision("float32", device)
+        return evaluate_examples(model, self, eval_rows(self, limit), batch_size=batch_size,
+                                 autocast_dtype=precision.autocast)
+
+    def save_sidecars(self, stem: Path) -> None:
+        """`<stem>.identifiers.json`: which task version each puzzle-embedding row stands for."""
+        save_identifiers(sidecar_path(stem), self.identifiers)
 
     @functools.cached_property
     def identifiers(self) -> IdentifierMap:
@@ -177,19 +213,6 @@ def eval_rows(data: ArcSplit, limit: int) -> np.ndarray:
     return flat if limit <= 0 else flat[:limit]
 
 
-@torch.no_grad()
-def predict(model: TRM, inputs: torch.Tensor, puzzle_ids: torch.Tensor, steps: int,
-            autocast_dtype: torch.dtype | None = None) -> torch.Tensor:
-    """Tokens (B, 900) predicted after `steps` supervision steps, no early halting."""
-    device = inputs.device
-    state = model.initial_state(len(inputs), device)
-    with torch.autocast(device.type, autocast_dtype, enabled=autocast_dtype is not None):
-        for _ in range(steps):
-            out = model(state, inputs, puzzle_ids)
-            state = out.state
-    return out.logits.argmax(-1)
-
-
 def evaluate_examples(model: TRM, data: ArcSplit, rows: np.ndarray, *, batch_size: int = 256,
                       autocast_dtype: torch.dtype | None = None,
                       steps: int | None = None) -> dict[str, Any]:
@@ -206,7 +229,7 @@ def evaluate_examples(model: TRM, data: ArcSplit, rows: np.ndarray, *, batch_siz
     for begin in range(0, len(rows), batch_size):
         inputs, labels, ids = (torch.from_numpy(a).to(device)
                                for a in data.rows(rows[begin:begin + batch_size]))
-        predicted = predict(model, inputs, ids, steps, autocast_dtype)
+        predicted = final_tokens(model, inputs, steps, ids, autocast_dtype)
         valid = labels != PAD
         right = (predicted == labels) & valid
         exact.append((right | ~valid).all(1).cpu())

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from trm_core.tasks.arc import ArcSymmetry
+from trm_core.tasks.arc.grids import ArcSymmetry
 
 FORMAT = "trm-identifiers/1"
 OFFICIAL_SEPARATOR = "|||"
