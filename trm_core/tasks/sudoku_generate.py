@@ -293,8 +293,8 @@ DIFFICULTIES: dict[str, DifficultySpec] = {
     # land at 22-26 givens, so this digs several grids per puzzle (about 4 puzzles/s a core).
     "sparse": DifficultySpec(17, SPARSE_MAX_GIVENS, minimal=True),
     # Below where digging lands: each minimal puzzle walks down by clue swaps
-    # (trm_core/tasks/sudoku_sparse.py), mostly to 19-22 givens.
-    "few": DifficultySpec(17, SPARSE_MAX_GIVENS, minimal=True, walk_moves=1500),
+    # (trm_core/tasks/sudoku_sparse.py), mostly to 20-21 givens.
+    "few": DifficultySpec(17, SPARSE_MAX_GIVENS, minimal=True, walk_moves=3000),
 }
 
 
@@ -336,7 +336,7 @@ def generate_puzzle(
         target = min_givens if minimal else int(rng.integers(min_givens, max_givens + 1))
         puzzle = dig(solution, rng, target)
         if walk_moves:
-            puzzle = sparser(puzzle, solution, rng, min_givens, walk_moves)
+            puzzle, solution = sparser(puzzle, solution, rng, min_givens, walk_moves)
         givens = int(np.count_nonzero(puzzle))
         if not min_givens <= givens <= max_givens:
             continue

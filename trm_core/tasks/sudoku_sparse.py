@@ -2,12 +2,18 @@
 
 Digging a random full grid until no given can go (`sudoku_generate.dig`) gives a minimal puzzle
 of 22-26 givens; 17-20 almost never come that way. The search goes lower from such a puzzle:
-blank one given and reveal another cell of the same solution, or two and two, and when the
-puzzle is still unique, dig it to minimal again. A move that keeps the puzzle unique is kept
-even when digging removes nothing more, so the search walks across plateaus of equal count;
-every puzzle it holds is proper (one solution) and minimal. (Blanking two and revealing one
-is a direct step down, but it almost never stays unique; measured, it stalls where digging
-stopped, while the mixed swaps reach 20-22 givens in 1,500 moves, a few seconds a puzzle.)
+blank one given and reveal another cell of the same solution, or two and two, or blank one
+given and write into a blank cell any digit its row, column and box allow (the puzzle's
+solution may change: the walk crosses from grid to grid); when the puzzle is still unique, dig
+it to minimal again. A move that keeps the puzzle unique is kept even when digging removes
+nothing more, so the search walks across plateaus of equal count; every puzzle it holds is
+proper (one solution) and minimal.
+
+Measured (`python -m trm_core.tasks.sudoku_sparse`): blanking two and revealing one, the
+direct step down, almost never stays unique and stalls where digging stopped (23-25); swaps
+within one solution reach 21-22 and stop there, since most full grids have no smaller puzzle;
+with the grid-changing move a third of the time, 20-21 in 3,000 moves (about 10 s a puzzle on
+one core). Puzzles of 17-19 givens need far longer walks.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from trm_core.tasks.sudoku_generate import (
+    _PEERS,
     SearchBudgetExceeded,
     dig,
     solve,
@@ -23,13 +30,38 @@ from trm_core.tasks.sudoku_generate import (
 UNIQUENESS_MAX_GUESSES = 20_000  # a check past this is treated as "not unique"
 
 
-def is_unique(puzzle: np.ndarray) -> bool:
-    """Whether the puzzle has exactly one solution (False when the check runs past budget)."""
+CROSS_SHARE = 0.3  # share of moves that may change the solution
+
+
+def only_solution(puzzle: np.ndarray) -> np.ndarray | None:
+    """The puzzle's solution when it has exactly one (None when the check runs past budget)."""
     try:
         solutions, _ = solve(puzzle, limit=2, max_guesses=UNIQUENESS_MAX_GUESSES)
     except SearchBudgetExceeded:
-        return False
-    return len(solutions) == 1
+        return None
+    return solutions[0] if len(solutions) == 1 else None
+
+
+def is_unique(puzzle: np.ndarray) -> bool:
+    """Whether the puzzle has exactly one solution (False when the check runs past budget)."""
+    return only_solution(puzzle) is not None
+
+
+def cross_move(puzzle: np.ndarray,
+               rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray] | None:
+    """One given blanked and one blank cell given a digit its peers allow, dug to minimal:
+    (puzzle, its new solution), or None when that is not unique."""
+    moved = puzzle.copy()
+    moved[rng.choice(np.flatnonzero(puzzle))] = 0
+    cell = int(rng.choice(np.flatnonzero(moved == 0)))
+    allowed = sorted(set(range(1, 10)) - {int(moved[peer]) for peer in _PEERS[cell]})
+    if not allowed:
+        return None
+    moved[cell] = rng.choice(allowed)
+    solution = only_solution(moved)
+    if solution is None:
+        return None
+    return dig(moved, rng, 0), solution
 
 
 def swap_move(puzzle: np.ndarray, solution: np.ndarray, rng: np.random.Generator,
@@ -47,17 +79,50 @@ def swap_move(puzzle: np.ndarray, solution: np.ndarray, rng: np.random.Generator
 
 
 def sparser(puzzle: np.ndarray, solution: np.ndarray, rng: np.random.Generator,
-            target_givens: int, max_moves: int) -> np.ndarray:
+            target_givens: int, max_moves: int) -> tuple[np.ndarray, np.ndarray]:
     """The walk from a minimal `puzzle` towards `target_givens` givens, at most `max_moves`
-    swaps tried; returns the sparsest puzzle it held (the last one of its count)."""
-    current = puzzle
+    moves tried; returns the sparsest puzzle it held (the last one of its count) and its
+    solution."""
+    current = (puzzle, solution)
     for _ in range(max_moves):
-        if np.count_nonzero(current) <= target_givens:
+        if np.count_nonzero(current[0]) <= target_givens:
             break
-        size = 1 if rng.random() < 0.5 else 2
-        moved = swap_move(current, solution, rng, size, size)
-        if moved is not None and np.count_nonzero(moved) <= np.count_nonzero(current):
+        moved = next_move(*current, rng)
+        if moved is not None and np.count_nonzero(moved[0]) <= np.count_nonzero(current[0]):
             current = moved
     return current
+
+
+def next_move(puzzle: np.ndarray, solution: np.ndarray,
+              rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray] | None:
+    """A random move of the walk: across grids, or a swap of one or two within this one."""
+    if rng.random() < CROSS_SHARE:
+        return cross_move(puzzle, rng)
+    size = 1 if rng.random() < 0.5 else 2
+    moved = swap_move(puzzle, solution, rng, size, size)
+    return None if moved is None else (moved, solution)
+
+
+def main() -> None:
+    """Walks from fresh grids: the givens count every 500 moves, for the measurement above."""
+    import time
+
+    from trm_core.tasks.sudoku_generate import random_solution
+
+    rng = np.random.default_rng(0)
+    for walk in range(3):
+        started = time.perf_counter()
+        solution = random_solution(rng)
+        current = (dig(solution, rng, 0), solution)
+        counts = [int(np.count_nonzero(current[0]))]
+        for _ in range(6):
+            current = sparser(*current, rng, 17, 500)
+            counts.append(int(np.count_nonzero(current[0])))
+        print(f"walk {walk}: givens every 500 moves {counts}, "
+              f"{time.perf_counter() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
 
 
