@@ -11,9 +11,10 @@ service's engine at fp32 stepping one puzzle at a time, as it does for a lone re
 `--halting never` runs every puzzle all 16 steps; `auto` (the service's default) stops as the
 service does. Per set and runtime it counts the puzzles whose grid differs at some step, whose
 final status (solved or not) differs, and whose final grid differs; for each differing puzzle
-it records the first step that differs and the engine's confidence in the cells that differ
-there (fp32 runtimes sum in different orders, so a cell the engine holds near a tie can flip,
-and a recursive model carries the flip into later steps).
+it records the first step that differs, the engine's confidence in the cells that differ
+there, and whether the puzzle is rounding-sensitive for the model (training/conditioning.py:
+its float64 steps change when its weights move by one part in 2^20). Beside that, how many
+puzzles each fp32 runtime, the server's included, departs on from the model in float64.
 
 The tests check the first 16 puzzles of each set exactly (tests/training/test_bundle.py,
 tests/app/test_bundle_browser.py); this measures how far that holds.
@@ -161,6 +162,9 @@ def main() -> None:
     model = load_checkpoint(args.model).model
     sensitive = {level: rounding_sensitive(model, get_task("sudoku"), puzzles, args.halting,
                                            STEPS) for level, puzzles in sets.items()}
+    exact_model = load_checkpoint(args.model).model.to(torch.float64).eval()
+    exact = {level: engine_runs(exact_model, get_task("sudoku"), puzzles, args.halting, STEPS)
+             for level, puzzles in sets.items()}
     with tempfile.TemporaryDirectory() as root:
         write_bundle(load_checkpoint(args.model), Path(root))
         runtimes = {"onnxruntime": {level: onnxruntime_runs(Path(root), puzzles, args.halting)
@@ -170,7 +174,11 @@ def main() -> None:
     report: dict[str, Any] = {"model": load_checkpoint(args.model).id,
                               "cpu": cpu_description(), "steps": STEPS, "halting": args.halting,
                               "puzzles": {level: len(p) for level, p in sets.items()}}
+    report["server_departs_from_float64"] = {level: len(differing(exact[level], served[level]))
+                                             for level in sets}
     for runtime, runs in runtimes.items():
+        report[runtime + "_departs_from_float64"] = {
+            level: len(differing(exact[level], runs[level])) for level in sets}
         report[runtime] = {level: differences(served[level], runs[level], sets[level],
                                               sensitive[level]) for level in sets}
         print(runtime, json.dumps({level: {k: v for k, v in found.items() if k != "puzzles"}
