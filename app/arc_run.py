@@ -1,7 +1,8 @@
 """One ARC request in flight: adapt rows when the task is new, predict every (version, test
 input) through the model's engine, vote per test input, finish the record.
 
-Runs as a task on the event loop; engine callbacks reach it through the service's loop bridge.
+Runs as a task on the event loop, started by the local runner (`app.runners.local`); engine
+callbacks reach it through the runner's loop bridge, and it reports to the ledger like any job.
 At most `slots` of its engine jobs are queued or running at once, so a request of a thousand
 versions shares the engine with other traffic instead of filling its queue. Events: `arc.adapt`
 (fit progress, then one with `done: true`), `arc.progress` (a version answered every test
@@ -15,21 +16,24 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from app import errors, payloads
-from app.arc_request import ArcGrids, ArcPlan
 from app.errors import ApiError
 from app.jobs import JobRecord
+from app.ledger import Ledger
 from app.registry import ModelEntry
+from app.worker import LoopBridge
 from trm_core.arc_vote import Ballot
 from trm_core.engine import Job, JobResult, QueueFull
 
 if TYPE_CHECKING:
     from app.arc_service import ArcService
+    from app.runners.base import ArcWork
 
 log = logging.getLogger(__name__)
 ATTEMPTS = 2  # the benchmark's pass@2
@@ -48,11 +52,12 @@ def _ms(seconds: float) -> float:
 class ArcRun:
     """Drives one ARC record from admission to its terminal event."""
 
-    def __init__(self, arc: ArcService, entry: ModelEntry, record: JobRecord, grids: ArcGrids,
-                 plan: ArcPlan, deadline: float, adapt_budget_s: float) -> None:
-        self.arc, self.service = arc, arc.service
-        self.entry, self.record, self.grids, self.plan = entry, record, grids, plan
-        self.deadline, self.adapt_budget_s = deadline, adapt_budget_s
+    def __init__(self, arc: ArcService, ledger: Ledger, bridge: LoopBridge, entry: ModelEntry,
+                 record: JobRecord, work: ArcWork, draining: Callable[[], bool]) -> None:
+        self.arc, self.ledger, self.bridge, self.draining = arc, ledger, bridge, draining
+        self.entry, self.record, self.grids, self.plan = entry, record, work.grids, work.plan
+        self.deadline, self.adapt_budget_s = work.deadline, work.adapt_budget_s
+        grids = work.grids
         self.stop = threading.Event()
         self.ballots = [Ballot() for _ in grids.tests]
         self.jobs: dict[str, int] = {}  # engine job id -> version, queued or running
@@ -82,7 +87,6 @@ class ArcRun:
             self._fail(errors.internal(), "error")
         finally:
             self.cancel()
-            self.arc.forget_run(self.record)
 
     def cancel(self) -> None:
         """Stop fitting and drop every engine job of this run (idempotent, loop thread)."""
@@ -105,9 +109,7 @@ class ArcRun:
     # ------------------------------------------------------------------------ adaptation
 
     async def _adapt(self) -> None:
-        bridge = self.service._bridge
-        assert bridge is not None
-        on_progress = bridge.wrap(self._adapt_progress)
+        on_progress = self.bridge.wrap(self._adapt_progress)
         started = time.monotonic()
         adapted, cached = await self.arc.adapt(self.entry, self.grids, self.plan.versions,
                                                self.adapt_budget_s, self.deadline, on_progress,
@@ -127,8 +129,7 @@ class ArcRun:
         self._publish("arc.adapt", {"done": False, **data})
 
     def _publish(self, name: str, data: dict[str, Any]) -> None:
-        if not self.record.terminal:
-            self.service.store.publish(self.record, name, data)
+        self.ledger.publish(self.record, name, data)
 
     # ------------------------------------------------------------------------ prediction
 
@@ -150,15 +151,13 @@ class ArcRun:
     def _fill(self) -> None:
         """Submit pending predictions while fewer than `slots` of ours are in the engine; none
         once draining (the drain ends this record)."""
-        bridge = self.service._bridge
-        assert bridge is not None
-        if self.service.draining:
+        if self.draining():
             return
         while self.pending and len(self.jobs) < self.entry.slots:
             version, test, canvas = self.pending[0]
             job = Job(puzzle=canvas, max_steps=self.plan.max_steps, halting=self.plan.halting,
                       deadline=self.deadline, **self.plan.job_fields(version),
-                      on_done=bridge.wrap(partial(self._on_done, version, test)))
+                      on_done=self.bridge.wrap(partial(self._on_done, version, test)))
             try:
                 self.entry.engine.submit(job)
             except QueueFull:
@@ -172,7 +171,7 @@ class ArcRun:
             return
         self.changed.set()
         if result.status not in ("solved", "unsolved") or result.answer is None:
-            self.failure, _ = payloads.failure_error(result, self.service.settings.retry_after_s)
+            self.failure, _ = payloads.failure_error(result, self.arc.settings.retry_after_s)
             return
         self.steps_used = max(self.steps_used, result.steps_used)
         self.ballots[test].add_canvas(result.answer, self.plan.symmetries[version],
@@ -198,8 +197,7 @@ class ArcRun:
             "timing": {"adapt_ms": _ms(self.adapt_s), "compute_ms": _ms(compute_s),
                        "total_ms": _ms(total_s)},
         }
-        self.service._finish(self.record, "succeeded", "unsolved", "solve.completed", body,
-                             result=body, steps=self.steps_used)
+        self.ledger.end(self.record, payloads.completed(body))
 
     @staticmethod
     def _answer(ballot: Ballot) -> dict[str, Any]:
@@ -210,4 +208,4 @@ class ArcRun:
                 "vote_counts": [c.votes for c in ranked]}
 
     def _fail(self, error: ApiError, outcome: str) -> None:
-        self.service._fail(self.record, error, outcome)
+        self.ledger.fail(self.record, error, outcome)

@@ -29,7 +29,6 @@ import numpy as np
 import redis
 
 from app import broker, cache, errors, payloads
-from app.jobs import JobRecord
 from app.registry import ModelEntry, ModelRegistry
 from app.settings import Settings
 from trm_core.engine import Job, JobResult, QueueFull, StepUpdate
@@ -304,22 +303,12 @@ class BrokerWorker:
         return pipe
 
     def _terminal(self, delivery: Delivery, result: JobResult) -> tuple[str, dict[str, Any]]:
-        message = delivery.message
-        if result.status in ("solved", "unsolved"):
-            record = JobRecord(message.job_id, "job" if message.kind == "job" else "solve",
-                               message.task, message.model, message.max_steps,
-                               message.request_id, keep_events=False,
-                               return_steps=message.return_steps)
-            record.trajectory = delivery.trajectory
-            return "solve.completed", payloads.result_body(record, delivery.entry.task, result,
-                                                           delivery.cells,
-                                                           delivery.entry.calibration)
-        if result.status == "cancelled" and result.error != payloads.SHUTDOWN_REASON:
-            return "solve.cancelled", {"id": message.job_id, "status": "cancelled",
-                                       "reason": result.error or "cancelled"}
-        error, _ = payloads.failure_error(result, self.settings.retry_after_s)
-        return "solve.failed", error.to_problem(message.request_id,
-                                                self.settings.problem_base_uri)
+        """The job's terminal event, as any runner ends a job."""
+        entry = delivery.entry
+        ending = payloads.ending_of(delivery.message, entry.task, result, self.settings,
+                                    puzzle=delivery.cells, calibration=entry.calibration,
+                                    trajectory=delivery.trajectory)
+        return ending.name, ending.data
 
     def _problem(self, message: broker.JobMessage, detail: str) -> dict[str, Any]:
         return errors.internal(detail).to_problem(message.request_id,

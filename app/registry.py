@@ -11,13 +11,15 @@ serving either would silently shadow the other.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
+from safetensors import safe_open
 
 from app import errors
 from app.metrics import Metrics, ModelMetrics
@@ -25,10 +27,18 @@ from app.settings import Settings
 from app.worker import EngineWorker
 from trm_core.arc_identifiers import IdentifierMap, load_identifiers, sidecar_path
 from trm_core.calibration import Calibration
-from trm_core.checkpoint import Checkpoint, find_checkpoints, load_checkpoint, read_card
+from trm_core.checkpoint import (
+    Checkpoint,
+    file_sha256,
+    find_checkpoints,
+    load_checkpoint,
+    read_card,
+    weights_path,
+)
+from trm_core.config import ModelConfig
 from trm_core.engine import Engine, TickStats
-from trm_core.inference import prepare_for_inference
-from trm_core.model import count_parameters
+from trm_core.inference import prepare_for_inference, resolve_precision
+from trm_core.model import TRM, count_parameters
 from trm_core.tasks import TASKS, get_task
 from trm_core.tasks.base import Task
 
@@ -72,6 +82,31 @@ def _ambiguous_ids(stems: list[Path]) -> dict[str, list[Path]]:
     return {model_id: paths for model_id, paths in claims.items() if len(paths) > 1}
 
 
+# TRM's persistent buffers (its initial states, trm_core/model.py): in the weights file, not
+# parameters. tests/app/test_service_setup.py holds the header count to `count_parameters`.
+_BUFFERS = frozenset({"y_init", "z_init"})
+
+
+@dataclass
+class CardCheckpoint(Checkpoint):
+    """A checkpoint's card and identity without its weights (a broker-mode API replica's
+    view: the workers load the weights). `model` is never built."""
+
+    parameters: int = 0
+
+    def __post_init__(self) -> None:
+        self.config = ModelConfig.from_dict(self.card["model"])
+
+    @classmethod
+    def read(cls, stem: Path) -> CardCheckpoint:
+        weights = weights_path(stem)
+        with safe_open(str(weights), "pt") as header:  # reads the header, no tensor
+            parameters = sum(math.prod(header.get_slice(name).get_shape())
+                             for name in header.keys() if name not in _BUFFERS)  # noqa: SIM118
+        no_model = cast(TRM, None)  # what a card-only entry must never touch
+        return cls(no_model, read_card(stem), stem, file_sha256(weights), parameters)
+
+
 class UnknownModel(LookupError):
     """No loaded model of the task matches the reference; `available` lists those that do."""
 
@@ -84,12 +119,13 @@ class UnknownModel(LookupError):
 
 @dataclass
 class ModelEntry:
-    """A servable model: checkpoint, task, engine, worker and its bound metrics."""
+    """A servable model: checkpoint, task, engine, worker and its bound metrics. A card-only
+    entry (`ModelRegistry.read_cards`: a broker-mode API replica) has no engine or worker."""
 
     checkpoint: Checkpoint
     task: Task
-    engine: Engine
-    worker: EngineWorker
+    loaded_engine: Engine | None
+    loaded_worker: EngineWorker | None
     metrics: ModelMetrics
     device: str
     precision: str  # `Precision.name`: the arithmetic its steps run in
@@ -104,12 +140,23 @@ class ModelEntry:
     calibration: Calibration | None = field(init=False)
 
     def __post_init__(self) -> None:
-        self.parameters = count_parameters(self.checkpoint.model)
+        self.parameters = (self.checkpoint.parameters if isinstance(self.checkpoint, CardCheckpoint)
+                           else count_parameters(self.checkpoint.model))
         self.calibration = _calibration(self.checkpoint)
 
     @property
     def id(self) -> str:
         return self.checkpoint.id
+
+    @property
+    def engine(self) -> Engine:
+        assert self.loaded_engine is not None, f"{self.id} is a card only: no engine"
+        return self.loaded_engine
+
+    @property
+    def worker(self) -> EngineWorker:
+        assert self.loaded_worker is not None, f"{self.id} is a card only: no engine thread"
+        return self.loaded_worker
 
     @property
     def max_steps(self) -> int:
@@ -195,7 +242,12 @@ class ModelRegistry:
 
     # ------------------------------------------------------------------------------- loading
 
-    def load(self) -> None:
+    def read_cards(self) -> None:
+        """Every checkpoint's card, without its weights or an engine (blocking): what a
+        broker-mode API replica needs to admit and describe jobs that workers run."""
+        self.load(engines=False)
+
+    def load(self, engines: bool = True) -> None:
         """Load every checkpoint (blocking; call it off the event loop)."""
         device = self.settings.resolved_device(torch.cuda.is_available())
         if self.settings.torch_threads is not None:
@@ -207,7 +259,8 @@ class ModelRegistry:
             self._warn_no_checkpoints()
         for stem in stems:
             try:
-                entry = self._load_one(stem, device)
+                entry = (self._load_one(stem, device) if engines
+                         else self._card_only(stem, device))
             except Exception as exc:
                 log.exception("could not load checkpoint %s", stem)
                 self.load_errors.append(f"{stem}: {exc}")
@@ -263,6 +316,20 @@ class ModelRegistry:
         identifiers = _arc_identifiers(stem, task, ckpt.config.num_puzzle_ids)
         return ModelEntry(ckpt, task, engine, worker, bound, device, precision.name, slots,
                           max_queue, load_s, identifiers=identifiers)
+
+    def _card_only(self, stem: Path, device: str) -> ModelEntry:
+        """An entry from the card and the weights file's header alone: no tensor is read and
+        no engine built, so describing a model costs no weights or engine buffers."""
+        started = time.perf_counter()
+        ckpt = CardCheckpoint.read(stem)
+        task = get_task(ckpt.task)
+        slots = self.settings.slots_for(device)
+        precision = resolve_precision(self.settings.dtype, device, self.settings.autocast)
+        identifiers = _arc_identifiers(stem, task, ckpt.config.num_puzzle_ids)
+        return ModelEntry(ckpt, task, None, None,
+                          self.metrics.bind_model(ckpt.id, task.name, device), device,
+                          precision.name, slots, self.settings.queue_for(slots),
+                          time.perf_counter() - started, warmed=True, identifiers=identifiers)
 
     def _pick_defaults(self) -> dict[str, str]:
         """Configured defaults first; otherwise the first name of a task, highest version."""
