@@ -128,7 +128,8 @@ class JobMessage:
     """A solve job on a queue stream: everything a worker needs, nothing it must look up.
 
     `deadline` is wall-clock (epoch seconds) because it crosses machines; each side turns it into
-    its own monotonic clock. `events` is "all" when someone may read step events, else "none"."""
+    its own monotonic clock. `events` is "all" when someone may read step events, else "first"
+    (the replica times the first step)."""
 
     job_id: str
     kind: str

@@ -47,6 +47,7 @@ class Delivery:
     entry: ModelEntry
     cells: np.ndarray
     trajectory: list[dict[str, Any]] = field(default_factory=list)
+    first_sent: bool = False
 
 
 class BrokerWorker:
@@ -189,7 +190,10 @@ class BrokerWorker:
         task = delivery.entry.task
         if delivery.message.return_steps:
             delivery.trajectory.append(payloads.trajectory_entry(task, update))
-        if delivery.message.events == "all":
+        # "first": a plain sync solve, whose replica only times its first step
+        if delivery.message.events == "all" or (delivery.message.events == "first"
+                                                and not delivery.first_sent):
+            delivery.first_sent = True
             self._out.put(("step", delivery, update))
 
     # --------------------------------------------------------------------- reclaiming

@@ -60,7 +60,7 @@ def message_of(record: JobRecord, work: PuzzleWork) -> broker.JobMessage:
         record.id, record.kind, record.task, record.model, record.request_id,
         [int(v) for v in work.cells], record.max_steps, work.halting, work.attempts,
         work.latent_noise, time.time() + (work.deadline - time.monotonic()),
-        "all" if record.keep_events else "none", bool(record.return_steps),
+        "all" if record.keep_events else "first", bool(record.return_steps),
         budget_steps=0 if search is None else search.budget_steps,
         search_attempts=1 if search is None else search.attempts,
         search_round_steps=0 if search is None else search.round_steps, seed=work.seed)
@@ -212,6 +212,8 @@ class BrokerRunner(Runner):
             return
         if name == "solve.step":
             self.ledger.running(record, float(data.get("elapsed_ms", 0.0)))
+            if not (record.keep_events or record.subscribers):
+                return  # a plain sync solve's first step: timed, nobody reads it
         self.ledger.publish(record, name, data, event_id=event_id)
 
     def _spawn(self, coro: Any, name: str) -> None:

@@ -1,12 +1,17 @@
 """Fixtures for the HTTP service tests: a tiny seeded Sudoku checkpoint, settings pointing at it,
 a real uvicorn server on a loopback port, an engine-speed control, and SSE / metrics parsers.
 
+`shared_server` (and so `client`) runs every contract test twice, once per runner: "local"
+(engine threads in the server's process) and "broker" (a private redis-server, one broker worker
+process and an API replica in broker mode), so both modes keep one HTTP contract.
+
 The model is untrained, so answers are mostly "unsolved"; tests check shapes, sequences and
 statuses, not correctness.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +20,7 @@ import httpx
 import pytest
 import torch
 from http_helpers import MAX_STEPS, TickControl
+from redis_helpers import REDIS_SERVER, RedisProcess, Workers, free_port
 
 from app.metrics import ModelMetrics
 from app.server import RunningServer, serve_in_thread
@@ -48,12 +54,44 @@ def make_settings(checkpoint_dir: Path) -> Callable[..., Settings]:
     return make
 
 
-@pytest.fixture(scope="module")
-def shared_server(checkpoint_dir: Path) -> Iterator[RunningServer]:
-    """One server for the tests that do not change its state or settings."""
+@pytest.fixture(scope="module", params=["local", "broker"])
+def shared_server(request: pytest.FixtureRequest, checkpoint_dir: Path,
+                  tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """One server for the tests that do not change its state or settings, per runner."""
     settings = Settings(checkpoint_dir=checkpoint_dir, device="cpu", max_batch_size=16)
-    with serve_in_thread(settings) as running:
+    if request.param == "local":
+        with serve_in_thread(settings) as running:
+            yield running
+        return
+    with broker_stack(settings, tmp_path_factory.mktemp("broker")) as running:
         yield running
+
+
+@pytest.fixture
+def runner(shared_server: RunningServer, request: pytest.FixtureRequest) -> str:
+    """Which runner `client` talks to: "local" or "broker"."""
+    return str(request.node.callspec.params["shared_server"])
+
+
+@contextlib.contextmanager
+def broker_stack(settings: Settings, folder: Path) -> Iterator[RunningServer]:
+    """A redis-server, one broker worker process for `settings`' checkpoints and an API
+    replica in broker mode, all stopped on exit."""
+    if not Path(REDIS_SERVER).exists():
+        pytest.skip("needs a redis-server binary")
+    redis_server = RedisProcess(free_port(), folder / "redis.log")
+    redis_server.start()
+    workers = Workers(folder, Path(settings.checkpoint_dir or "."))
+    try:
+        workers.start(redis_server.url, max_batch_size=settings.max_batch_size,
+                      search_budget_steps=0)
+        api = settings.model_copy(update={"redis_url": redis_server.url})
+        with serve_in_thread(api, wait_ready=False) as running:
+            running.wait_ready(90)
+            yield running
+    finally:
+        workers.stop_all()
+        redis_server.stop()
 
 
 @pytest.fixture
