@@ -320,17 +320,15 @@ class BrokerWorker:
 
     def _cache(self, pipe: Any, delivery: Delivery, result: JobResult) -> None:
         """Store a verified answer under its symmetry class."""
-        if not self.settings.cache_enabled or result.status != "solved" or not result.valid:
-            return
-        if result.answer is None:
+        if not self.settings.cache_enabled or result.status != "solved":
             return
         message, entry = delivery.message, delivery.entry
         key = cache.cache_key(entry.task, delivery.cells, entry.checkpoint.sha256,
                               message.max_steps, message.halting, message.attempts,
                               message.search_key)
-        value = cache.encode(key, result.answer, result.steps_used, result.halted_early,
-                             result.confidence, result.q_halt)
-        pipe.set(key.key, value, ex=max(1, int(self.settings.cache_ttl_s)))
+        value = cache.answer_value(key, result)
+        if value is not None:
+            pipe.set(key.key, value, ex=max(1, int(self.settings.cache_ttl_s)))
 
     # ------------------------------------------------------------------------- shutdown
 

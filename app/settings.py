@@ -216,7 +216,11 @@ class Settings(BaseSettings):
     worker_metrics_port: int | None = Field(
         default=None, ge=0, le=65535, description="a worker's /metrics port; unset: none")
     cache_enabled: bool = Field(
-        default=True, description="answer symmetric repeats of solved puzzles from Redis")
+        default=True, description="answer symmetric repeats of solved puzzles from the cache "
+        "(Redis in broker mode, else in this process)")
+    cache_max_entries: int = Field(
+        default=10_000, ge=0, description="answers the in-process cache keeps (no broker); "
+        "the least recently used go first")
     cache_ttl_s: float = Field(default=86400.0, gt=0,
                                description="how long a cached answer lives")
     worker_fault: Literal["", "drop", "slow"] = Field(

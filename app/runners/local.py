@@ -1,22 +1,28 @@
 """`LocalRunner`: jobs run on this process's engines, one engine thread per model.
 
 Engine callbacks fire on the engine threads; the `LoopBridge` hands each to the event loop,
-where it becomes a ledger event. ARC requests run as `ArcRun` tasks on the loop that feed the
-same engines. Drain stops each engine thread and lets a pool thread finish its jobs within the
-shutdown timeout (an engine has one owner thread at a time).
+where it becomes a ledger event. With the result cache on, a puzzle whose task can verify
+answers is first looked up (its canonical form is computed on a pool thread) in the bounded
+in-process `MemoryAnswers`; a verified answer is stored when its job finishes. ARC requests run
+as `ArcRun` tasks on the loop that feed the same engines. Drain stops each engine thread and
+lets a pool thread finish its jobs within the shutdown timeout (an engine has one owner thread
+at a time).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections import Counter
 from functools import partial
 
-from app import payloads
+from app import cache, errors, payloads
 from app.arc_run import ArcRun
 from app.arc_service import ArcService
 from app.jobs import JobRecord
 from app.ledger import Ledger
+from app.metrics import Metrics
 from app.registry import ModelEntry, ModelRegistry
 from app.runners.base import ArcWork, PuzzleWork, Runner, RunnerFull, Work, WorkKind
 from app.settings import Settings
@@ -30,14 +36,19 @@ class LocalRunner(Runner):
     """Runs jobs on the registry's engines in this process."""
 
     def __init__(self, settings: Settings, registry: ModelRegistry, ledger: Ledger,
-                 arc: ArcService) -> None:
+                 metrics: Metrics, arc: ArcService) -> None:
         self.settings = settings
         self.registry = registry
         self.ledger = ledger
+        self.metrics = metrics
         self.arc = arc
         self.draining = False
+        self.answers = (cache.MemoryAnswers(settings.cache_max_entries, settings.cache_ttl_s)
+                        if settings.cache_enabled else None)
         self._bridge: LoopBridge | None = None
         self._arc_runs: dict[str, ArcRun] = {}
+        self._looking_up: dict[str, int] = Counter()  # per model: jobs in a cache lookup
+        self._lookups: dict[str, asyncio.Task[None]] = {}
 
     # --------------------------------------------------------------------------- lifecycle
 
@@ -101,14 +112,65 @@ class LocalRunner(Runner):
         if isinstance(work, ArcWork):
             self._submit_arc(record, entry, work)
             return
-        job = self._job(record, entry, work)
+        if entry.engine.queue_depth + self._looking_up[entry.id] >= entry.max_queue:
+            raise RunnerFull
+        if self.answers is None or not entry.task.can_verify:
+            self._start(record, entry, work, None)
+            return
+        self._looking_up[entry.id] += 1
+        task = asyncio.get_running_loop().create_task(self._look_up(record, entry, work),
+                                                      name=f"cache:{record.id}")
+        self._lookups[record.id] = task
+        task.add_done_callback(lambda _: self._lookups.pop(record.id, None))
+
+    def _start(self, record: JobRecord, entry: ModelEntry, work: PuzzleWork,
+               key: cache.CacheKey | None) -> None:
+        """Submit the engine job; raises `RunnerFull`."""
         try:
-            entry.engine.submit(job)
+            entry.engine.submit(self._job(record, entry, work, key))
         except QueueFull:
             raise RunnerFull from None
         self.ledger.accept(record, entry.engine.queue_depth)
 
-    def _job(self, record: JobRecord, entry: ModelEntry, work: PuzzleWork) -> Job:
+    async def _look_up(self, record: JobRecord, entry: ModelEntry, work: PuzzleWork) -> None:
+        """Answer from the cache, or start the engine job (a full queue meanwhile: its 503)."""
+        try:
+            key = await asyncio.to_thread(
+                cache.cache_key, entry.task, work.cells, entry.checkpoint.sha256,
+                record.max_steps, work.halting, work.attempts, work.search_key)
+            if record.terminal:
+                return  # cancelled while looking
+            if self._answer_from_cache(record, entry, work, key):
+                return
+            self._lookups.pop(record.id, None)  # from here on, cancel through the engine
+            try:
+                self._start(record, entry, work, key)
+            except RunnerFull:
+                self.ledger.fail(record, errors.unavailable(
+                    "queue_full", "the queue is full; retry later", self.settings.retry_after_s))
+        except Exception:
+            log.exception("could not start %s", record.id)
+            self.ledger.fail(record, errors.internal())
+        finally:
+            self._looking_up[entry.id] -= 1
+
+    def _answer_from_cache(self, record: JobRecord, entry: ModelEntry, work: PuzzleWork,
+                           key: cache.CacheKey) -> bool:
+        assert self.answers is not None
+        raw = self.answers.get(key.key)
+        hit = None if raw is None else cache.decode(entry.task, work.cells, key, raw)
+        self.metrics.cache_requests.labels(entry.task.name, "miss" if hit is None else "hit").inc()
+        if hit is None:
+            return False
+        elapsed_ms = (time.monotonic() - record.started) * 1000
+        body = payloads.cached_body(record, entry.task, hit, work.cells, work.attempts,
+                                    elapsed_ms, entry.calibration)
+        self.ledger.accept(record, entry.engine.queue_depth)
+        self.ledger.end(record, payloads.completed(body))
+        return True
+
+    def _job(self, record: JobRecord, entry: ModelEntry, work: PuzzleWork,
+             key: cache.CacheKey | None) -> Job:
         assert self._bridge is not None
         on_step = partial(self._on_step, record, entry)
         # A plain sync solve only needs its first step (time to first step); streams, jobs and
@@ -119,7 +181,7 @@ class LocalRunner(Runner):
                    attempts=work.attempts, latent_noise=work.latent_noise, seed=work.seed,
                    search=work.search, deadline=work.deadline,
                    on_step=(self._bridge.wrap if wants_all else self._bridge.wrap_first)(on_step),
-                   on_done=self._bridge.wrap(partial(self._on_done, record, entry, work)),
+                   on_done=self._bridge.wrap(partial(self._on_done, record, entry, work, key)),
                    id=record.id)
 
     def _submit_arc(self, record: JobRecord, entry: ModelEntry, work: ArcWork) -> None:
@@ -132,6 +194,8 @@ class LocalRunner(Runner):
         task.add_done_callback(lambda _: self._arc_runs.pop(record.id, None))
 
     async def cancel(self, record: JobRecord, reason: str) -> bool:
+        if record.id in self._lookups:
+            return True  # still looking in the cache: the lookup sees the record ended
         run = self._arc_runs.pop(record.id, None)
         if run is not None:
             run.cancel()
@@ -155,9 +219,12 @@ class LocalRunner(Runner):
                                 event_id=update.step)
 
     def _on_done(self, record: JobRecord, entry: ModelEntry, work: PuzzleWork,
-                 result: JobResult) -> None:
+                 key: cache.CacheKey | None, result: JobResult) -> None:
         """The engine's final word; ignored when the record already ended (a cancel the
-        client was told about before the engine got to it)."""
+        client was told about before the engine got to it). A verified answer is cached."""
+        value = None if key is None or self.answers is None else cache.answer_value(key, result)
+        if value is not None and self.answers is not None and key is not None:
+            self.answers.put(key.key, value)
         if record.terminal:
             self.ledger.inflight.pop(record.id, None)
             return
