@@ -37,7 +37,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 ATTEMPTS = 2  # the benchmark's pass@2
-_POLL_S = 0.05  # how often a run retries a full queue
 _GRACE_S = 5.0  # past the deadline, the run stops waiting for the engine
 
 
@@ -53,8 +52,10 @@ class ArcRun:
     """Drives one ARC record from admission to its terminal event."""
 
     def __init__(self, arc: ArcService, ledger: Ledger, bridge: LoopBridge, entry: ModelEntry,
-                 record: JobRecord, work: ArcWork, draining: Callable[[], bool]) -> None:
+                 record: JobRecord, work: ArcWork, draining: Callable[[], bool],
+                 room: asyncio.Event) -> None:
         self.arc, self.ledger, self.bridge, self.draining = arc, ledger, bridge, draining
+        self.room = room  # set whenever a job of this engine finishes: the queue has room
         self.entry, self.record, self.grids, self.plan = entry, record, work.grids, work.plan
         self.deadline, self.adapt_budget_s = work.deadline, work.adapt_budget_s
         grids = work.grids
@@ -139,20 +140,30 @@ class ArcRun:
         self.left = dict.fromkeys(range(len(self.plan.symmetries)), len(self.grids.tests))
         while self.pending or self.jobs:
             self._check()
-            self._fill()
+            blocked = self._fill()
             self.changed.clear()
-            try:
-                async with asyncio.timeout(_POLL_S if self.pending else None):
-                    await self.changed.wait()
-            except TimeoutError:
-                pass
+            if blocked:
+                self.room.clear()  # with _fill, in one step of the loop: no wake-up is lost
+            await self._wait(blocked)
         self._check()
 
-    def _fill(self) -> None:
+    async def _wait(self, blocked: bool) -> None:
+        """Until one of ours answers, the record ends elsewhere, or (when the queue was full)
+        any job of the engine finishes; at the latest when the run's time is up."""
+        events = [self.changed, self.record.done, *([self.room] if blocked else [])]
+        waiters = [asyncio.ensure_future(event.wait()) for event in events]
+        try:
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED,
+                               timeout=max(0.0, self.deadline + _GRACE_S - time.monotonic()))
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+
+    def _fill(self) -> bool:
         """Submit pending predictions while fewer than `slots` of ours are in the engine; none
-        once draining (the drain ends this record)."""
+        once draining (the drain ends this record). True when the queue was full."""
         if self.draining():
-            return
+            return False
         while self.pending and len(self.jobs) < self.entry.slots:
             version, test, canvas = self.pending[0]
             job = Job(puzzle=canvas, max_steps=self.plan.max_steps, halting=self.plan.halting,
@@ -161,12 +172,14 @@ class ArcRun:
             try:
                 self.entry.engine.submit(job)
             except QueueFull:
-                return  # other traffic holds the queue; retried after _POLL_S
+                return True  # other traffic holds the queue: retried when a job finishes
             self.pending.popleft()
             self.jobs[job.id] = version
+        return False
 
     def _on_done(self, version: int, test: int, result: JobResult) -> None:
         """One prediction finished (loop thread)."""
+        self.room.set()
         if self.jobs.pop(result.job_id, None) is None or self.record.terminal:
             return
         self.changed.set()

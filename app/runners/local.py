@@ -49,6 +49,8 @@ class LocalRunner(Runner):
         self._arc_runs: dict[str, ArcRun] = {}
         self._looking_up: dict[str, int] = Counter()  # per model: jobs in a cache lookup
         self._lookups: dict[str, asyncio.Task[None]] = {}
+        # per model: set when any of its engine jobs finishes (ARC runs wait on it, not poll)
+        self._room: dict[str, asyncio.Event] = {}
 
     # --------------------------------------------------------------------------- lifecycle
 
@@ -187,11 +189,14 @@ class LocalRunner(Runner):
     def _submit_arc(self, record: JobRecord, entry: ModelEntry, work: ArcWork) -> None:
         assert self._bridge is not None
         run = ArcRun(self.arc, self.ledger, self._bridge, entry, record, work,
-                     lambda: self.draining)
+                     lambda: self.draining, self._room_in(entry))
         self._arc_runs[record.id] = run
         self.ledger.accept(record, entry.engine.queue_depth, **work.accepted)
         task = asyncio.get_running_loop().create_task(run.execute(), name=f"arc:{record.id}")
         task.add_done_callback(lambda _: self._arc_runs.pop(record.id, None))
+
+    def _room_in(self, entry: ModelEntry) -> asyncio.Event:
+        return self._room.setdefault(entry.id, asyncio.Event())
 
     async def cancel(self, record: JobRecord, reason: str) -> bool:
         if record.id in self._lookups:
@@ -222,6 +227,7 @@ class LocalRunner(Runner):
                  key: cache.CacheKey | None, result: JobResult) -> None:
         """The engine's final word; ignored when the record already ended (a cancel the
         client was told about before the engine got to it). A verified answer is cached."""
+        self._room_in(entry).set()
         value = None if key is None or self.answers is None else cache.answer_value(key, result)
         if value is not None and self.answers is not None and key is not None:
             self.answers.put(key.key, value)

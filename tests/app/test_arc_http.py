@@ -264,6 +264,22 @@ def test_arc_is_refused_with_503_when_its_queue_is_full(
     wait_until(lambda: http.post("/v1/solve/arc", json=KNOWN).status_code == 200, timeout_s=10)
 
 
+def test_a_full_engine_queue_delays_predictions_until_a_job_finishes(
+        start_arc_server: Callable[..., httpx.Client]) -> None:
+    """With room for one queued engine job, each run's second submit finds the queue full; it
+    waits for a job of that engine to finish (no polling) and every version still answers."""
+    http = start_arc_server(max_queue_size=1, arc_versions=3)
+
+    async def both() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=str(http.base_url), timeout=60) as client:
+            return list(await asyncio.gather(*(client.post("/v1/solve/arc", json=KNOWN)
+                                               for _ in range(2))))
+
+    for response in asyncio.run(both()):
+        assert response.status_code == 200
+        check_answers(response.json(), len(KNOWN["test"]))
+
+
 def test_a_client_that_leaves_frees_the_fit_within_a_micro_batch(
         start_arc_server: Callable[..., httpx.Client]) -> None:
     http = start_arc_server(arc_adapt_budget_s=30, arc_adapt_max_steps=1000,
