@@ -17,6 +17,7 @@ import numpy as np
 
 from app.jobs import JobRecord
 from app.registry import ModelEntry
+from app.settings import Settings
 from trm_core.engine import Halting, SearchConfig
 
 if TYPE_CHECKING:
@@ -63,6 +64,14 @@ class ArcWork:
 
 
 Work = PuzzleWork | ArcWork
+
+
+def answers_from_cache(settings: Settings, entry: ModelEntry, record: JobRecord) -> bool:
+    """Whether the result cache may answer this job (either runner): the task can verify an
+    answer, and nobody reads the job's steps (streams, jobs and `return_steps` want to watch
+    the model work, which a cached answer skips)."""
+    return (settings.cache_enabled and entry.task.can_verify and not record.keep_events
+            and not record.return_steps)
 
 
 class Runner(ABC):

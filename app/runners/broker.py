@@ -31,7 +31,7 @@ from app.jobs import JobRecord
 from app.ledger import Ledger
 from app.metrics import Metrics
 from app.registry import ModelEntry, ModelRegistry
-from app.runners.base import PuzzleWork, Runner, Work, WorkKind
+from app.runners.base import PuzzleWork, Runner, Work, WorkKind, answers_from_cache
 from app.runners.broker_events import EventReader
 from app.settings import Settings
 
@@ -267,7 +267,7 @@ class BrokerRunner(Runner):
     async def _lookup(self, record: JobRecord, entry: ModelEntry, message: broker.JobMessage,
                       work: PuzzleWork) -> dict[str, Any] | None:
         """The completed result of a cached symmetric twin, or None (a miss)."""
-        if not self.settings.cache_enabled or not entry.task.can_verify:
+        if not answers_from_cache(self.settings, entry, record):
             return None
         key = await asyncio.to_thread(cache.cache_key, entry.task, work.cells,
                                       entry.checkpoint.sha256, message.max_steps,

@@ -24,7 +24,15 @@ from app.jobs import JobRecord
 from app.ledger import Ledger
 from app.metrics import Metrics
 from app.registry import ModelEntry, ModelRegistry
-from app.runners.base import ArcWork, PuzzleWork, Runner, RunnerFull, Work, WorkKind
+from app.runners.base import (
+    ArcWork,
+    PuzzleWork,
+    Runner,
+    RunnerFull,
+    Work,
+    WorkKind,
+    answers_from_cache,
+)
 from app.settings import Settings
 from app.worker import LoopBridge
 from trm_core.engine import Job, JobResult, QueueFull, StepUpdate
@@ -51,6 +59,7 @@ class LocalRunner(Runner):
         self._lookups: dict[str, asyncio.Task[None]] = {}
         # per model: set when any of its engine jobs finishes (ARC runs wait on it, not poll)
         self._room: dict[str, asyncio.Event] = {}
+        self._remembering: set[asyncio.Task[None]] = set()
 
     # --------------------------------------------------------------------------- lifecycle
 
@@ -116,7 +125,7 @@ class LocalRunner(Runner):
             return
         if entry.engine.queue_depth + self._looking_up[entry.id] >= entry.max_queue:
             raise RunnerFull
-        if self.answers is None or not entry.task.can_verify:
+        if self.answers is None or not answers_from_cache(self.settings, entry, record):
             self._start(record, entry, work, None)
             return
         self._looking_up[entry.id] += 1
@@ -209,6 +218,18 @@ class LocalRunner(Runner):
         # False: the engine finished it; its result is on its way to the loop
         return entry is None or entry.engine.cancel(record.id)
 
+    async def _remember(self, entry: ModelEntry, work: PuzzleWork, record: JobRecord,
+                        key: cache.CacheKey | None, result: JobResult) -> None:
+        """Cache a verified answer (any job's: streams and jobs fill the cache too)."""
+        assert self.answers is not None
+        if key is None:
+            key = await asyncio.to_thread(
+                cache.cache_key, entry.task, work.cells, entry.checkpoint.sha256,
+                record.max_steps, work.halting, work.attempts, work.search_key)
+        value = cache.answer_value(key, result)
+        if value is not None:
+            self.answers.put(key.key, value)
+
     # ---------------------------------------------------------------- engine callbacks (loop)
 
     def _on_step(self, record: JobRecord, entry: ModelEntry, update: StepUpdate) -> None:
@@ -228,9 +249,11 @@ class LocalRunner(Runner):
         """The engine's final word; ignored when the record already ended (a cancel the
         client was told about before the engine got to it). A verified answer is cached."""
         self._room_in(entry).set()
-        value = None if key is None or self.answers is None else cache.answer_value(key, result)
-        if value is not None and self.answers is not None and key is not None:
-            self.answers.put(key.key, value)
+        if self.answers is not None and entry.task.can_verify and result.status == "solved":
+            task = asyncio.get_running_loop().create_task(
+                self._remember(entry, work, record, key, result))
+            self._remembering.add(task)  # held until done: the loop keeps weak references
+            task.add_done_callback(self._remembering.discard)
         if record.terminal:
             self.ledger.inflight.pop(record.id, None)
             return

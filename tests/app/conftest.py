@@ -20,10 +20,10 @@ import httpx
 import pytest
 import torch
 from http_helpers import MAX_STEPS, TickControl
+from in_thread import RunningServer, serve_in_thread
 from redis_helpers import REDIS_SERVER, RedisProcess, Workers, free_port
 
 from app.metrics import ModelMetrics
-from app.server import RunningServer, serve_in_thread
 from app.settings import Settings
 from trm_core.checkpoint import save_checkpoint
 from trm_core.config import ModelConfig

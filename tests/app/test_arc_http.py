@@ -21,11 +21,11 @@ import numpy as np
 import pytest
 import torch
 from http_helpers import TERMINAL, assert_problem, parse_sse, wait_until
+from in_thread import RunningServer, serve_in_thread
 from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 from mcp.types import TextContent
 
-from app.server import RunningServer, serve_in_thread
 from app.settings import Settings
 from trm_core.arc_identifiers import (
     IdentifierMap,

@@ -10,9 +10,9 @@ from collections.abc import Callable
 
 import httpx
 from http_helpers import PUZZLE, TERMINAL, TickControl, assert_problem, parse_sse, wait_until
+from in_thread import RunningServer
 
 from app.main import create_app
-from app.server import RunningServer
 from app.settings import Settings
 
 SOLVE = "/v1/solve/sudoku"

@@ -1,6 +1,7 @@
 """The result cache in both runners: a symmetric copy of a solved puzzle is answered from the
 cache (Redis in broker mode, the bounded in-process store otherwise), options that change the
-answer are another key, and the in-process store keeps at most its size for at most its TTL."""
+answer are another key, requests that read steps are never answered from it, and the
+in-process store keeps at most its size for at most its TTL."""
 
 from __future__ import annotations
 
@@ -11,11 +12,11 @@ import httpx
 import numpy as np
 import pytest
 from conftest import broker_stack
-from http_helpers import metric_value
+from http_helpers import TERMINAL, metric_value, parse_sse
+from in_thread import serve_in_thread
 from shipped_models import TINY, alone
 
 from app.cache import MemoryAnswers
-from app.server import serve_in_thread
 from app.settings import Settings
 from trm_core.tasks import TASKS
 
@@ -59,6 +60,13 @@ def test_symmetric_copy_is_answered_from_the_cache(http: httpx.Client) -> None:
     # Another option that changes the answer is another key: a miss.
     third = http.post("/v1/solve/sudoku", json={"puzzle": twin, "max_steps": 15}).json()
     assert third["cached"] is False
+    # Whoever reads the steps (a stream, return_steps) watches the model work: never cached.
+    with http.stream("POST", "/v1/solve/sudoku", json={"puzzle": twin, "stream": True}) as sse:
+        events = parse_sse(sse.iter_lines(), stop_at=TERMINAL)
+    assert any(e["event"] == "solve.step" for e in events)
+    assert events[-1]["event"] == "solve.completed" and events[-1]["data"]["cached"] is False
+    steps = http.post("/v1/solve/sudoku", json={"puzzle": twin, "return_steps": True}).json()
+    assert steps["cached"] is False and steps["trajectory"]
 
 
 def test_memory_answers_are_bounded_and_expire() -> None:

@@ -17,9 +17,9 @@ from http_helpers import (
     parse_sse,
     wait_until,
 )
+from in_thread import RunningServer
 
 from app.jobs import JobRecord, JobStore
-from app.server import RunningServer
 
 JOB = {"task": "sudoku", "puzzle": PUZZLE, "halting": "never"}
 

@@ -9,9 +9,9 @@ from collections.abc import Callable
 
 import httpx
 from http_helpers import MAX_STEPS, MODEL_ID, PUZZLE, TickControl, metric_value, wait_until
+from in_thread import RunningServer
 
 from app.metrics import Metrics
-from app.server import RunningServer
 from trm_core.engine import TickStats
 
 SOLVE = "/v1/solve/sudoku"

@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
+from in_thread import RunningServer, serve_in_thread
 from redis_helpers import (  # noqa: F401 (re-exported to the tests of this folder)
     REDIS_SERVER,
     ROOT,
@@ -21,7 +22,6 @@ from redis_helpers import (  # noqa: F401 (re-exported to the tests of this fold
 )
 from shipped_models import tiny_only
 
-from app.server import RunningServer, serve_in_thread
 from app.settings import Settings
 
 redis = pytest.importorskip("redis", reason="broker mode needs redis-py (the scale extra)")
