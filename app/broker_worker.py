@@ -151,9 +151,6 @@ class BrokerWorker:
     def _take(self, entry: ModelEntry, message_id: str, fields: dict[str, str]) -> None:
         """Start one delivered job on the engine, unless it already has a result."""
         message = broker.JobMessage.from_fields(fields)
-        if self.settings.worker_fault == "drop":
-            log.warning("fault injection: dropping job %s", message.job_id)
-            return
         if self.client.exists(broker.result_key(message.job_id)):
             # finished (or cancelled while queued) elsewhere: nothing to redo, and its message
             # leaves the stream rather than staying there acked
@@ -185,8 +182,6 @@ class BrokerWorker:
 
     def _on_step(self, delivery: Delivery, update: StepUpdate) -> None:
         """Engine thread: record the step and hand its event to the publisher."""
-        if self.settings.worker_fault == "slow":
-            time.sleep(0.005)
         task = delivery.entry.task
         if delivery.message.return_steps:
             delivery.trajectory.append(payloads.trajectory_entry(task, update))

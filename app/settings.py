@@ -10,7 +10,7 @@ import logging
 import site
 import sysconfig
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -223,9 +223,7 @@ class Settings(BaseSettings):
         "the least recently used go first")
     cache_ttl_s: float = Field(default=86400.0, gt=0,
                                description="how long a cached answer lives")
-    worker_fault: Literal["", "drop", "slow"] = Field(
-        default="", description="fault injection for tests: drop = take jobs and never finish "
-        "them; slow = 5 ms extra per job step, so a batch is still running when a test kills it")
+
 
     @field_validator("default_models", "api_keys", "allowed_hosts", mode="before")
     @classmethod

@@ -90,7 +90,10 @@ class Workers:
         self.checkpoint_dir = checkpoint_dir
         self.procs: list[subprocess.Popen[bytes]] = []
 
-    def start(self, redis_url: str, **settings: Any) -> subprocess.Popen[bytes]:
+    def start(self, redis_url: str, worker_fault: str = "", **settings: Any
+              ) -> subprocess.Popen[bytes]:
+        """A worker process with `settings` (TRM_* names, lower case); `worker_fault` "drop"
+        or "slow" starts tests/fault_worker.py instead."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("TRM_")}
         base = {"checkpoint_dir": str(self.checkpoint_dir), "device": "cpu", "torch_threads": 1,
                 "max_batch_size": 8, "worker_heartbeat_s": 0.5, "log_level": "info",
@@ -98,8 +101,10 @@ class Workers:
         for key, value in {**base, **settings}.items():
             env[f"TRM_{key.upper()}"] = str(value)
         log = (self.tmp_path / f"worker{len(self.procs)}.log").open("ab")
-        proc = subprocess.Popen([sys.executable, "-m", "app.worker_main"], cwd=ROOT, env=env,
-                                stdout=log, stderr=subprocess.STDOUT)
+        command = ([str(ROOT / "tests" / "fault_worker.py"), worker_fault] if worker_fault
+                   else ["-m", "app.worker_main"])
+        proc = subprocess.Popen([sys.executable, *command], cwd=ROOT, env=env, stdout=log,
+                                stderr=subprocess.STDOUT)
         self.procs.append(proc)
         return proc
 
