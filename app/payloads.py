@@ -23,7 +23,7 @@ import numpy as np
 from app.cache import CachedAnswer
 from app.errors import ApiError, internal, invalid, timeout, unavailable
 from app.jobs import JobState
-from app.schemas import SolveRequest
+from app.schemas import AcceptedData, SolveRequest, StepData
 from app.settings import Settings
 from trm_core.calibration import Calibration
 from trm_core.engine import JobResult, SearchConfig, StepUpdate
@@ -115,23 +115,24 @@ def puzzle_error(exc: PuzzleError, request: SolveRequest) -> ApiError:
 
 
 def step_data(task: Task, update: StepUpdate) -> dict[str, Any]:
-    """Data of a `solve.step` event (without `type` / `sequence_number`, which the log adds)."""
-    return {
-        "step": update.step,
-        "max_steps": update.max_steps,
-        "grid": task.format(update.answer),
-        "changed": update.changed,
-        "changed_cells": [int(i) for i in update.changed_cells],
-        "confidence": _r(update.confidence),
+    """Data of a `solve.step` event (without `type` / `sequence_number`, which the log adds),
+    built through its documented schema."""
+    return StepData(
+        step=update.step,
+        max_steps=update.max_steps,
+        grid=task.format(update.answer),
+        changed=update.changed,
+        changed_cells=[int(i) for i in update.changed_cells],
+        confidence=_r(update.confidence),
         # Three decimals are plenty to shade cells and keep an 81-cell event near 1 kB.
-        "cell_confidence": np.round(np.asarray(update.cell_confidence, dtype=np.float64),
-                                    3).tolist(),
-        "q_halt": _r(update.q_halt),
-        "valid": bool(update.valid),
-        "attempt": update.attempt,
-        "elapsed_ms": _r(update.elapsed_ms, 2),
+        cell_confidence=np.round(np.asarray(update.cell_confidence, dtype=np.float64),
+                                 3).tolist(),
+        q_halt=_r(update.q_halt),
+        valid=bool(update.valid),
+        attempt=update.attempt,
+        elapsed_ms=_r(update.elapsed_ms, 2),
         **task.extra_step(update.answer),
-    }
+    ).model_dump(exclude_unset=True)
 
 
 def trajectory_entry(task: Task, update: StepUpdate) -> dict[str, Any]:
@@ -147,9 +148,11 @@ def trajectory_entry(task: Task, update: StepUpdate) -> dict[str, Any]:
 
 
 def accepted_data(record: JobHeader, queue_position: int, **extra: Any) -> dict[str, Any]:
-    """Data of `solve.accepted` (ARC adds its plan as `extra`)."""
-    return {"id": record.id, "task": record.task, "model": record.model,
-            "queue_position": queue_position, "max_steps": record.max_steps, **extra}
+    """Data of `solve.accepted` (ARC adds its plan as `extra`), built through its documented
+    schema."""
+    return AcceptedData(id=record.id, task=record.task, model=record.model,
+                        queue_position=queue_position, max_steps=record.max_steps,
+                        **extra).model_dump(exclude_unset=True)
 
 
 def cancelled_data(record: JobHeader, reason: str) -> dict[str, Any]:
