@@ -23,11 +23,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from app import errors, payloads
+from app.engine_thread import LoopBridge
 from app.errors import ApiError
-from app.jobs import JobRecord
+from app.jobs import TrackedJob
 from app.ledger import Ledger
 from app.registry import ModelEntry
-from app.worker import LoopBridge
 from trm_core.arc_vote import Ballot
 from trm_core.engine import Job, JobResult, QueueFull
 
@@ -52,7 +52,7 @@ class ArcRun:
     """Drives one ARC record from admission to its terminal event."""
 
     def __init__(self, arc: ArcService, ledger: Ledger, bridge: LoopBridge, entry: ModelEntry,
-                 record: JobRecord, work: ArcWork, draining: Callable[[], bool],
+                 record: TrackedJob, work: ArcWork, draining: Callable[[], bool],
                  room: asyncio.Event) -> None:
         self.arc, self.ledger, self.bridge, self.draining = arc, ledger, bridge, draining
         self.room = room  # set whenever a job of this engine finishes: the queue has room

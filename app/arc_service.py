@@ -1,7 +1,7 @@
 """ARC admission and test-time adaptation: the service side of `POST /v1/solve/arc` and
 `POST /v1/jobs/arc`.
 
-An ARC request becomes one `JobRecord` (so waiting, streaming, the jobs API, cancelling and
+An ARC request becomes one `TrackedJob` (so waiting, streaming, the jobs API, cancelling and
 drain work as for any solve), handed to the runner as an `ArcWork` job; the local runner drives
 it with an `ArcRun` task on the event loop, which feeds many engine jobs (versions x test
 inputs) to the model's engine beside other traffic. Fitted rows of
@@ -35,7 +35,7 @@ from app.arc_request import (
 )
 from app.arc_schemas import ArcSolveRequest
 from app.errors import ApiError
-from app.jobs import JobRecord, RecordKind
+from app.jobs import RecordKind, TrackedJob
 from app.ledger import ENDPOINT_OF
 from app.registry import ModelEntry
 from app.runners.base import ArcWork
@@ -59,12 +59,12 @@ class ArcService:
         self._adapted: OrderedDict[tuple[str, str, int], AdaptedTask] = OrderedDict()
         self._fit_lock: asyncio.Lock | None = None
         # Admitted, unfinished requests per model: at most TRM_ARC_MAX_QUEUE_SIZE each.
-        self._open: defaultdict[str, list[JobRecord]] = defaultdict(list)
+        self._open: defaultdict[str, list[TrackedJob]] = defaultdict(list)
 
     # ------------------------------------------------------------------------- admission
 
     def admit(self, request: ArcSolveRequest, *, kind: RecordKind, request_id: str,
-              keep_events: bool) -> JobRecord:
+              keep_events: bool) -> TrackedJob:
         """Check, plan and start one ARC request; raises `ApiError` for every refusal."""
         endpoint = ENDPOINT_OF[kind]
         self.service.registry.require_task(TASK)

@@ -1,8 +1,8 @@
 """A broker-mode worker: takes solve jobs from Redis Streams and feeds the same `Engine` the
-embedded service uses; engine callbacks become events on each job's stream.
+local runner uses; engine callbacks become events on each job's stream.
 
 Threads: the caller's thread runs `BrokerWorker.run` (read, reclaim, heartbeat, cancels); each
-engine steps on its `EngineWorker` thread; one publisher thread writes events and results in
+engine steps on its `EngineThread`; one publisher thread writes events and results in
 pipelined batches, so engine callbacks never wait on the network.
 
 Delivery guarantees: a message is acked only after its job's terminal event was written (or

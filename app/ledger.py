@@ -13,7 +13,7 @@ from typing import Any
 
 from app import payloads
 from app.errors import ApiError
-from app.jobs import JobRecord, JobStore, RecordKind
+from app.jobs import JobStore, RecordKind, TrackedJob
 from app.payloads import Ending
 from app.registry import ModelRegistry
 from app.settings import Settings
@@ -28,19 +28,19 @@ class Ledger:
         self.settings = settings
         self.registry = registry
         self.store = store
-        self.inflight: dict[str, JobRecord] = {}
+        self.inflight: dict[str, TrackedJob] = {}
 
-    def accept(self, record: JobRecord, queue_position: int, **extra: Any) -> None:
+    def accept(self, record: TrackedJob, queue_position: int, **extra: Any) -> None:
         """The job is queued: in flight here, with its `solve.accepted` event."""
         self.inflight[record.id] = record
         self.store.publish(record, "solve.accepted",
                            payloads.accepted_data(record, queue_position, **extra))
 
-    def track(self, record: JobRecord) -> None:
+    def track(self, record: TrackedJob) -> None:
         """In flight here, its accepted event to come from elsewhere (the broker)."""
         self.inflight[record.id] = record
 
-    def running(self, record: JobRecord, elapsed_ms: float) -> None:
+    def running(self, record: TrackedJob, elapsed_ms: float) -> None:
         """A step arrived; the first one marks the job running and times its first step."""
         if record.first_step_mono is not None or record.terminal:
             return
@@ -50,13 +50,13 @@ class Ledger:
         if entry is not None:
             entry.metrics.first_step(elapsed_ms / 1000)
 
-    def publish(self, record: JobRecord, name: str, data: dict[str, Any],
+    def publish(self, record: TrackedJob, name: str, data: dict[str, Any],
                 event_id: int | None = None) -> None:
         """A non-terminal event (a step, ARC progress); none once the record ended."""
         if not record.terminal:
             self.store.publish(record, name, data, event_id=event_id)
 
-    def end(self, record: JobRecord, ending: Ending) -> bool:
+    def end(self, record: TrackedJob, ending: Ending) -> bool:
         """The single place a record ends: state, terminal event, metrics. False when it had
         already ended (a late engine word after a cancel)."""
         self.inflight.pop(record.id, None)
@@ -72,13 +72,13 @@ class Ledger:
                                    ending.steps)
         return True
 
-    def fail(self, record: JobRecord, error: ApiError, outcome: str | None = None,
+    def fail(self, record: TrackedJob, error: ApiError, outcome: str | None = None,
              steps: int | None = None) -> bool:
         return self.end(record, payloads.failed(
             record, error, outcome or payloads.outcome_of(error),
             self.settings.problem_base_uri, steps))
 
-    def cancel(self, record: JobRecord, reason: str) -> bool:
+    def cancel(self, record: TrackedJob, reason: str) -> bool:
         return self.end(record, payloads.cancelled(record, reason))
 
     def fail_inflight(self) -> None:

@@ -34,7 +34,7 @@ SHUTDOWN_REASON = "shutdown"
 
 
 class JobHeader(Protocol):
-    """What a wire body says about its job (a service `JobRecord` or a worker's message)."""
+    """What a wire body says about its job (a service `TrackedJob` or a worker's message)."""
 
     @property
     def id(self) -> str: ...

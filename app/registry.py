@@ -1,4 +1,4 @@
-"""The loaded models: one checkpoint, one `Engine` and one worker thread per model.
+"""The loaded models: one checkpoint, one `Engine` and one engine thread per model.
 
 `ModelRegistry.load` finds every checkpoint under the checkpoint folder (`TRM_CHECKPOINT_DIR`, else
 the shipped ones: `Settings.checkpoint_root`), builds an engine for it on the configured device,
@@ -22,9 +22,9 @@ import torch
 from safetensors import safe_open
 
 from app import errors
+from app.engine_thread import EngineThread
 from app.metrics import Metrics, ModelMetrics
 from app.settings import Settings
-from app.worker import EngineWorker
 from trm_core.arc_identifiers import IdentifierMap, load_identifiers, sidecar_path
 from trm_core.calibration import Calibration
 from trm_core.checkpoint import (
@@ -90,7 +90,7 @@ _BUFFERS = frozenset({"y_init", "z_init"})
 @dataclass
 class CardCheckpoint(Checkpoint):
     """A checkpoint's card and identity without its weights (a broker-mode API replica's
-    view: the workers load the weights). `model` is never built."""
+    view: the broker workers load the weights). `model` is never built."""
 
     parameters: int = 0
 
@@ -119,13 +119,13 @@ class UnknownModel(LookupError):
 
 @dataclass
 class ModelEntry:
-    """A servable model: checkpoint, task, engine, worker and its bound metrics. A card-only
-    entry (`ModelRegistry.read_cards`: a broker-mode API replica) has no engine or worker."""
+    """A servable model: checkpoint, task, engine, engine thread and its bound metrics. A
+    card-only entry (`ModelRegistry.read_cards`: a broker-mode API replica) has neither."""
 
     checkpoint: Checkpoint
     task: Task
     loaded_engine: Engine | None
-    loaded_worker: EngineWorker | None
+    loaded_thread: EngineThread | None
     metrics: ModelMetrics
     device: str
     precision: str  # `Precision.name`: the arithmetic its steps run in
@@ -154,9 +154,9 @@ class ModelEntry:
         return self.loaded_engine
 
     @property
-    def worker(self) -> EngineWorker:
-        assert self.loaded_worker is not None, f"{self.id} is a card only: no engine thread"
-        return self.loaded_worker
+    def thread(self) -> EngineThread:
+        assert self.loaded_thread is not None, f"{self.id} is a card only: no engine thread"
+        return self.loaded_thread
 
     @property
     def max_steps(self) -> int:
@@ -244,7 +244,7 @@ class ModelRegistry:
 
     def read_cards(self) -> None:
         """Every checkpoint's card, without its weights or an engine (blocking): what a
-        broker-mode API replica needs to admit and describe jobs that workers run."""
+        broker-mode API replica needs to admit and describe jobs that broker workers run."""
         self.load(engines=False)
 
     def load(self, engines: bool = True) -> None:
@@ -312,9 +312,9 @@ class ModelRegistry:
         load_s = time.perf_counter() - started
         self.metrics.register_model(ckpt.id, task.name, ckpt.version, ckpt.sha256, device,
                                     load_s, lambda: (engine.queue_depth, engine.active_slots))
-        worker = EngineWorker(engine, ckpt.id)
+        thread = EngineThread(engine, ckpt.id)
         identifiers = _arc_identifiers(stem, task, ckpt.config.num_puzzle_ids)
-        return ModelEntry(ckpt, task, engine, worker, bound, device, precision.name, slots,
+        return ModelEntry(ckpt, task, engine, thread, bound, device, precision.name, slots,
                           max_queue, load_s, identifiers=identifiers)
 
     def _card_only(self, stem: Path, device: str) -> ModelEntry:
@@ -355,13 +355,13 @@ class ModelRegistry:
                 log.info("warmed up %s in %.2f s", entry.id, time.perf_counter() - started)
             entry.warmed = True
 
-    def start_workers(self) -> None:
+    def start_engines(self) -> None:
         for entry in self.entries.values():
-            entry.worker.start()
+            entry.thread.start()
 
-    def stop_workers(self, timeout_s: float = 10.0) -> None:
+    def stop_engines(self, timeout_s: float = 10.0) -> None:
         for entry in self.entries.values():
-            entry.worker.stop(timeout_s)
+            entry.thread.stop(timeout_s)
 
     # ------------------------------------------------------------------------------- lookup
 
@@ -369,8 +369,8 @@ class ModelRegistry:
     def warmed(self) -> bool:
         return bool(self.entries) and all(e.warmed for e in self.entries.values())
 
-    def dead_workers(self) -> list[str]:
-        return [e.id for e in self.entries.values() if not e.worker.alive]
+    def dead_engines(self) -> list[str]:
+        return [e.id for e in self.entries.values() if not e.thread.alive]
 
     def for_task(self, task: str) -> list[ModelEntry]:
         return [e for e in self.entries.values() if e.checkpoint.task == task]

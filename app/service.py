@@ -22,7 +22,7 @@ from typing import Any, NoReturn
 from app import errors, payloads
 from app.arc_service import ArcService
 from app.errors import ApiError
-from app.jobs import Event, JobRecord, JobStore, RecordKind
+from app.jobs import Event, JobStore, RecordKind, TrackedJob
 from app.ledger import ENDPOINT_OF, Ledger
 from app.metrics import Metrics
 from app.registry import ModelEntry, ModelRegistry, UnknownModel
@@ -126,7 +126,7 @@ class SolveService:
         return entry
 
     def admit(self, task_name: str, request: SolveRequest, *, kind: RecordKind,
-              request_id: str, keep_events: bool) -> JobRecord:
+              request_id: str, keep_events: bool) -> TrackedJob:
         """Validate, parse and submit one puzzle; raises `ApiError` for every refusal."""
         endpoint = ENDPOINT_OF[kind]
         entry = self.admission(task_name, request.model, endpoint)
@@ -149,7 +149,7 @@ class SolveService:
         self.run(record, entry, work)
         return record
 
-    def run(self, record: JobRecord, entry: ModelEntry, work: Work) -> None:
+    def run(self, record: TrackedJob, entry: ModelEntry, work: Work) -> None:
         """Hand an admitted record to the runner; a refusal forgets it and raises."""
         endpoint = ENDPOINT_OF[record.kind]
         try:
@@ -192,7 +192,7 @@ class SolveService:
 
     # ------------------------------------------------------------------- waiting and jobs
 
-    async def enqueued(self, record: JobRecord) -> None:
+    async def enqueued(self, record: TrackedJob) -> None:
         """Wait until a new job is safely queued; one that could not get there was never
         queued, so it is forgotten and refused (its problem)."""
         if not await self._runner.enqueued(record):
@@ -200,7 +200,7 @@ class SolveService:
             assert record.error is not None, "a job that was not queued has failed"
             raise ApiError.from_problem(record.error)
 
-    async def wait(self, record: JobRecord, client_gone: Awaitable[None]) -> dict[str, Any]:
+    async def wait(self, record: TrackedJob, client_gone: Awaitable[None]) -> dict[str, Any]:
         """The result of a sync solve; raises its problem, or a 499 when the client left."""
         done = asyncio.ensure_future(record.done.wait())
         gone = asyncio.ensure_future(client_gone)
@@ -224,7 +224,7 @@ class SolveService:
             raise ApiError.from_problem(record.error)
         raise errors.client_gone()
 
-    async def cancel(self, record: JobRecord, reason: str) -> bool:
+    async def cancel(self, record: TrackedJob, reason: str) -> bool:
         """Cancel a job now (an engine frees its slot at the next step boundary); False when
         it already finished."""
         if record.terminal or not await self._runner.cancel(record, reason):
@@ -232,14 +232,14 @@ class SolveService:
         self.ledger.cancel(record, reason)
         return True
 
-    def cancel_soon(self, record: JobRecord, reason: str) -> None:
+    def _cancel_later(self, record: TrackedJob, reason: str) -> None:
         """`cancel` for callers that cannot wait (a stream closing in a cancelled task)."""
         task = asyncio.get_running_loop().create_task(self.cancel(record, reason),
                                                       name=f"cancel:{record.id}")
         self._cancels.add(task)
         task.add_done_callback(self._cancels.discard)
 
-    async def find_job(self, job_id: str) -> JobRecord:
+    async def find_job(self, job_id: str) -> TrackedJob:
         """A job by id, held here or (in broker mode) made on another replica; 404 otherwise."""
         record = self.store.get(job_id) or await self._runner.find(job_id)
         if record is None:
@@ -253,7 +253,7 @@ class SolveService:
         if not await self.cancel(record, "cancelled by the client"):
             raise errors.conflict(f"job {job_id} already finished ({record.status})")
 
-    async def events(self, record: JobRecord, after: int, *, cancel_on_close: bool
+    async def events(self, record: TrackedJob, after: int, *, cancel_on_close: bool
                      ) -> AsyncIterator[Event | None]:
         """The job's events after id `after`, then live ones until the terminal event; None
         marks a keep-alive. Closing early cancels the job when `cancel_on_close`."""
@@ -280,4 +280,4 @@ class SolveService:
             self.store.unsubscribe(record, queue)
             self.metrics.stream_closed(endpoint)
             if cancel_on_close and not record.terminal:
-                self.cancel_soon(record, "client disconnected")
+                self._cancel_later(record, "client disconnected")

@@ -70,7 +70,7 @@ def serve(settings: Settings, stop: threading.Event,
         log.warning("TRM_RECLAIM_IDLE_S=%.1f is below TRM_REQUEST_TIMEOUT_S=%.0f: slow jobs "
                     "may be reclaimed while still running", settings.reclaim_idle_s,
                     settings.request_timeout_s)
-    registry.start_workers()
+    registry.start_engines()
     if settings.worker_metrics_port is not None:
         start_http_server(settings.worker_metrics_port, addr=settings.host,
                           registry=metrics.registry)
@@ -78,7 +78,7 @@ def serve(settings: Settings, stop: threading.Event,
     try:
         worker_class(settings, registry, connect(settings), settings.worker_id).run(stop)
     finally:
-        registry.stop_workers()
+        registry.stop_engines()
 
 
 def main(argv: Sequence[str] | None = None, prog: str = "python -m app.worker_main",

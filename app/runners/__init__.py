@@ -11,7 +11,7 @@ if TYPE_CHECKING:
 
 
 def make_runner(service: SolveService) -> Runner:
-    """The broker runner when `TRM_REDIS_URL` is set (imported only then, so the embedded
+    """The broker runner when `TRM_REDIS_URL` is set (imported only then, so the local
     default needs no redis), else the local one."""
     if service.settings.redis_url:
         from app.runners.broker import BrokerRunner, connect

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from app.jobs import JobRecord
+from app.jobs import TrackedJob
 from app.registry import ModelEntry
 from app.settings import Settings
 from trm_core.engine import Halting, SearchConfig
@@ -66,7 +66,7 @@ class ArcWork:
 Work = PuzzleWork | ArcWork
 
 
-def answers_from_cache(settings: Settings, entry: ModelEntry, record: JobRecord) -> bool:
+def answers_from_cache(settings: Settings, entry: ModelEntry, record: TrackedJob) -> bool:
     """Whether the result cache may answer this job (either runner): the task can verify an
     answer, and nobody reads the job's steps (streams, jobs and `return_steps` want to watch
     the model work, which a cached answer skips)."""
@@ -99,20 +99,20 @@ class Runner(ABC):
         """Jobs ahead of a new one for `entry` (the accepted event's `queue_position`)."""
 
     @abstractmethod
-    def submit(self, record: JobRecord, entry: ModelEntry, work: Work) -> None:
+    def submit(self, record: TrackedJob, entry: ModelEntry, work: Work) -> None:
         """Start the job; raises `RunnerFull` when it has no room, `ValueError` when the
         engine refuses the job."""
 
-    async def enqueued(self, record: JobRecord) -> bool:
+    async def enqueued(self, record: TrackedJob) -> bool:
         """Wait until a submitted job is safely queued (findable by id); False when it could
         not be, and then it has already ended with its problem."""
         return True
 
     @abstractmethod
-    async def cancel(self, record: JobRecord, reason: str) -> bool:
+    async def cancel(self, record: TrackedJob, reason: str) -> bool:
         """Stop the job; False when it already finished. The caller ends the record."""
 
-    async def find(self, job_id: str) -> JobRecord | None:
+    async def find(self, job_id: str) -> TrackedJob | None:
         """A job this replica does not hold, made elsewhere (None: unknown)."""
         return None
 

@@ -27,7 +27,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from app import broker, cache, errors, payloads
-from app.jobs import JobRecord
+from app.jobs import TrackedJob
 from app.ledger import Ledger
 from app.metrics import Metrics
 from app.registry import ModelEntry, ModelRegistry
@@ -53,7 +53,7 @@ def connect(settings: Settings) -> aioredis.Redis:
     return aioredis.Redis.from_pool(pool)  # closing the client closes the pool
 
 
-def message_of(record: JobRecord, work: PuzzleWork) -> broker.JobMessage:
+def message_of(record: TrackedJob, work: PuzzleWork) -> broker.JobMessage:
     """The queue message of an admitted puzzle (its deadline on the wall clock)."""
     search = work.search
     return broker.JobMessage(
@@ -193,7 +193,7 @@ class BrokerRunner(Runner):
 
     # ------------------------------------------------------------------------ submitting
 
-    def submit(self, record: JobRecord, entry: ModelEntry, work: Work) -> None:
+    def submit(self, record: TrackedJob, entry: ModelEntry, work: Work) -> None:
         """Enqueue (or answer from the cache) and follow the job, in a task of its own."""
         assert isinstance(work, PuzzleWork), "refused at admission"
         if record.kind == "job":
@@ -201,7 +201,7 @@ class BrokerRunner(Runner):
         self.ledger.track(record)
         self._spawn(self._run(record, entry, message_of(record, work), work), record.id)
 
-    def _deliver(self, record: JobRecord, name: str, data: dict[str, Any],
+    def _deliver(self, record: TrackedJob, name: str, data: dict[str, Any],
                  event_id: int | None) -> None:
         """An event read from the job's Redis stream, as a ledger event."""
         if record.terminal:
@@ -217,18 +217,18 @@ class BrokerRunner(Runner):
         self.ledger.publish(record, name, data, event_id=event_id)
 
     def _spawn(self, coro: Any, name: str) -> None:
-        task = asyncio.get_running_loop().create_task(coro, name=f"remote:{name}")
+        task = asyncio.get_running_loop().create_task(coro, name=f"broker:{name}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _run(self, record: JobRecord, entry: ModelEntry, message: broker.JobMessage,
+    async def _run(self, record: TrackedJob, entry: ModelEntry, message: broker.JobMessage,
                    work: PuzzleWork) -> None:
         try:
             await self._run_job(record, entry, message, work)
         finally:
             self._count(entry.id, -1)
 
-    async def _run_job(self, record: JobRecord, entry: ModelEntry, message: broker.JobMessage,
+    async def _run_job(self, record: TrackedJob, entry: ModelEntry, message: broker.JobMessage,
                        work: PuzzleWork) -> None:
         try:
             cached = await self._lookup(record, entry, message, work)
@@ -248,7 +248,7 @@ class BrokerRunner(Runner):
         if waiter is not None and not waiter.done():
             waiter.set_result(queued)
 
-    async def enqueued(self, record: JobRecord, timeout_s: float = 10.0) -> bool:
+    async def enqueued(self, record: TrackedJob, timeout_s: float = 10.0) -> bool:
         """Wait until the job is in Redis, so a 202 means any replica can find it; False when
         it could not get there (nothing of it was queued). After `timeout_s` it is still on
         its way: True, and a later failure arrives as its terminal event."""
@@ -264,7 +264,7 @@ class BrokerRunner(Runner):
         finally:
             self._enqueued.pop(job_id, None)
 
-    async def _lookup(self, record: JobRecord, entry: ModelEntry, message: broker.JobMessage,
+    async def _lookup(self, record: TrackedJob, entry: ModelEntry, message: broker.JobMessage,
                       work: PuzzleWork) -> dict[str, Any] | None:
         """The completed result of a cached symmetric twin, or None (a miss)."""
         if not answers_from_cache(self.settings, entry, record):
@@ -281,7 +281,7 @@ class BrokerRunner(Runner):
         return payloads.cached_body(record, entry.task, hit, work.cells, message.attempts,
                                     elapsed_ms, entry.calibration)
 
-    async def _enqueue(self, record: JobRecord, entry: ModelEntry, message: broker.JobMessage,
+    async def _enqueue(self, record: TrackedJob, entry: ModelEntry, message: broker.JobMessage,
                        cached: dict[str, Any] | None) -> None:
         """One transaction: metadata, depth, the accepted event, then the queue message (or,
         for a cache hit, the terminal event straight away)."""
@@ -309,7 +309,7 @@ class BrokerRunner(Runner):
 
     # ------------------------------------------------------------------------ following
 
-    async def follow(self, record: JobRecord, last: str, remaining_s: float) -> None:
+    async def follow(self, record: TrackedJob, last: str, remaining_s: float) -> None:
         """Deliver the job's events after stream id `last` until its terminal event. A job no
         worker finished long after its deadline (every worker gone) fails with a 504; one whose
         state vanished from Redis fails at once with a 503 (submit it again)."""
@@ -324,7 +324,7 @@ class BrokerRunner(Runner):
             lost = time.monotonic() < end
             await self._give_up(record, lost)
 
-    async def _give_up(self, record: JobRecord, lost: bool) -> None:
+    async def _give_up(self, record: TrackedJob, lost: bool) -> None:
         if lost:
             error = errors.unavailable("broker", "the job queue lost this job (Redis restarted "
                                        "without its data); submit it again",
@@ -333,35 +333,35 @@ class BrokerRunner(Runner):
             error = errors.timeout("no worker finished the job in time")
         problem = error.to_problem(record.request_id, self.settings.problem_base_uri)
         with contextlib.suppress(RedisError, OSError):
-            await self._finish_remote(record, "solve.failed", problem)
+            await self._finish_in_redis(record, "solve.failed", problem)
         self.ledger.fail(record, error)
 
-    async def _finish_remote(self, record: JobRecord, name: str, data: dict[str, Any]) -> bool:
+    async def _finish_in_redis(self, record: TrackedJob, name: str, data: dict[str, Any]) -> bool:
         keys, args = broker.finish_args(record, name, data, self.settings.job_ttl_s)
         return bool(await self._finish(keys=keys, args=args))
 
     # ------------------------------------------------------------------------ other replicas
 
-    async def find(self, job_id: str) -> JobRecord | None:
+    async def find(self, job_id: str) -> TrackedJob | None:
         """A job made on another replica, followed from Redis from now on (None: unknown or
         expired)."""
         meta = await self._metadata(job_id)
         if meta is None:
             return None
-        record = JobRecord(job_id, "job", meta["task"], meta["model"], int(meta["max_steps"]),
+        record = TrackedJob(job_id, "job", meta["task"], meta["model"], int(meta["max_steps"]),
                            meta.get("request_id", ""), keep_events=True,
                            created_at=float(meta.get("created_at", time.time())))
         self.ledger.store.add(record)
         await self._adopt(record)
         return record
 
-    async def _adopt(self, record: JobRecord) -> None:
+    async def _adopt(self, record: TrackedJob) -> None:
         """Catch a job made on another replica up from its event stream, then follow it."""
         last = await self._catch_up(record)
         if not record.terminal:
             self._spawn(self.follow(record, last, self.settings.job_timeout_s), record.id)
 
-    async def _catch_up(self, record: JobRecord) -> str:
+    async def _catch_up(self, record: TrackedJob) -> str:
         """Deliver every stored event; returns the stream id to follow from."""
         last = "0-0"
         entries: Any = await self.client.xrange(broker.events_key(record.id))
@@ -379,13 +379,13 @@ class BrokerRunner(Runner):
             return None
         return meta or None
 
-    async def cancel(self, record: JobRecord, reason: str) -> bool:
+    async def cancel(self, record: TrackedJob, reason: str) -> bool:
         """Finish the job as cancelled unless someone finished it first; tell the workers.
         With Redis unreachable the record still ends here (a worker's late result for it is
         ignored)."""
         data = payloads.cancelled_data(record, reason)
         try:
-            if not await self._finish_remote(record, "solve.cancelled", data):
+            if not await self._finish_in_redis(record, "solve.cancelled", data):
                 return False
             await self.client.publish(broker.CANCEL_CHANNEL, record.id)
         except (RedisError, OSError) as exc:

@@ -17,10 +17,10 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from app import broker
-from app.jobs import JobRecord
+from app.jobs import TrackedJob
 
 log = logging.getLogger(__name__)
-Deliver = Callable[[JobRecord, str, dict[str, Any], int | None], None]
+Deliver = Callable[[TrackedJob, str, dict[str, Any], int | None], None]
 # A new follower waits at most this long for the reader's current XREAD to return.
 _READ_BLOCK_MS = 100
 _READ_COUNT = 100
@@ -31,7 +31,7 @@ _LOST_AFTER_S = 5.0
 
 @dataclass
 class _Followed:
-    record: JobRecord
+    record: TrackedJob
     last: str
     end: float
     done: asyncio.Future[None]
@@ -54,7 +54,7 @@ class EventReader:
     def __len__(self) -> int:
         return len(self._followed)
 
-    async def follow(self, record: JobRecord, last: str, end: float) -> None:
+    async def follow(self, record: TrackedJob, last: str, end: float) -> None:
         """Deliver `record`'s events after stream id `last` until its terminal event or the
         monotonic time `end` (or until its state is found lost); the caller checks
         `record.terminal` afterwards."""

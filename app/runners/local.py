@@ -20,7 +20,8 @@ from functools import partial
 from app import cache, errors, payloads
 from app.arc_run import ArcRun
 from app.arc_service import ArcService
-from app.jobs import JobRecord
+from app.engine_thread import LoopBridge
+from app.jobs import TrackedJob
 from app.ledger import Ledger
 from app.metrics import Metrics
 from app.registry import ModelEntry, ModelRegistry
@@ -34,7 +35,6 @@ from app.runners.base import (
     answers_from_cache,
 )
 from app.settings import Settings
-from app.worker import LoopBridge
 from trm_core.engine import Job, JobResult, QueueFull, StepUpdate
 
 log = logging.getLogger(__name__)
@@ -75,7 +75,7 @@ class LocalRunner(Runner):
             return
         if self.draining:
             return
-        self.registry.start_workers()
+        self.registry.start_engines()
         self.started = True
         if self.registry.entries:
             log.info("ready: %s", ", ".join(self.registry.entries))
@@ -88,7 +88,7 @@ class LocalRunner(Runner):
             loaded = f"start-up failed: {self.startup_error}"
         else:
             loaded = reg.check() if reg.loaded else "loading"
-        dead = reg.dead_workers() if self.started else []
+        dead = reg.dead_engines() if self.started else []
         return {
             "models_loaded": loaded,
             "warmed_up": "ok" if reg.warmed else "pending",
@@ -97,7 +97,7 @@ class LocalRunner(Runner):
         }
 
     def refusal(self, entry: ModelEntry, kind: WorkKind) -> str | None:
-        return None if entry.worker.alive else "not_ready"
+        return None if entry.thread.alive else "not_ready"
 
     def queue_position(self, entry: ModelEntry) -> int:
         return entry.engine.queue_depth
@@ -105,7 +105,7 @@ class LocalRunner(Runner):
     async def drain(self) -> None:
         self.draining = True
         entries = list(self.registry.entries.values()) if self.started else []
-        await asyncio.to_thread(self.registry.stop_workers, 10.0)
+        await asyncio.to_thread(self.registry.stop_engines, 10.0)
         await asyncio.gather(*(asyncio.to_thread(self._drain_engine, e) for e in entries))
         await asyncio.sleep(0)  # deliver the callbacks the engines scheduled while draining
 
@@ -118,7 +118,7 @@ class LocalRunner(Runner):
 
     # ---------------------------------------------------------------------------- jobs
 
-    def submit(self, record: JobRecord, entry: ModelEntry, work: Work) -> None:
+    def submit(self, record: TrackedJob, entry: ModelEntry, work: Work) -> None:
         assert self._bridge is not None, "submit before start"
         if isinstance(work, ArcWork):
             self._submit_arc(record, entry, work)
@@ -134,7 +134,7 @@ class LocalRunner(Runner):
         self._lookups[record.id] = task
         task.add_done_callback(lambda _: self._lookups.pop(record.id, None))
 
-    def _start(self, record: JobRecord, entry: ModelEntry, work: PuzzleWork,
+    def _start(self, record: TrackedJob, entry: ModelEntry, work: PuzzleWork,
                key: cache.CacheKey | None) -> None:
         """Submit the engine job; raises `RunnerFull`."""
         try:
@@ -143,7 +143,7 @@ class LocalRunner(Runner):
             raise RunnerFull from None
         self.ledger.accept(record, entry.engine.queue_depth)
 
-    async def _look_up(self, record: JobRecord, entry: ModelEntry, work: PuzzleWork) -> None:
+    async def _look_up(self, record: TrackedJob, entry: ModelEntry, work: PuzzleWork) -> None:
         """Answer from the cache, or start the engine job (a full queue meanwhile: its 503)."""
         try:
             key = await asyncio.to_thread(
@@ -165,7 +165,7 @@ class LocalRunner(Runner):
         finally:
             self._looking_up[entry.id] -= 1
 
-    def _answer_from_cache(self, record: JobRecord, entry: ModelEntry, work: PuzzleWork,
+    def _answer_from_cache(self, record: TrackedJob, entry: ModelEntry, work: PuzzleWork,
                            key: cache.CacheKey) -> bool:
         assert self.answers is not None
         raw = self.answers.get(key.key)
@@ -180,7 +180,7 @@ class LocalRunner(Runner):
         self.ledger.end(record, payloads.completed(body))
         return True
 
-    def _job(self, record: JobRecord, entry: ModelEntry, work: PuzzleWork,
+    def _job(self, record: TrackedJob, entry: ModelEntry, work: PuzzleWork,
              key: cache.CacheKey | None) -> Job:
         assert self._bridge is not None
         on_step = partial(self._on_step, record, entry)
@@ -195,7 +195,7 @@ class LocalRunner(Runner):
                    on_done=self._bridge.wrap(partial(self._on_done, record, entry, work, key)),
                    id=record.id)
 
-    def _submit_arc(self, record: JobRecord, entry: ModelEntry, work: ArcWork) -> None:
+    def _submit_arc(self, record: TrackedJob, entry: ModelEntry, work: ArcWork) -> None:
         assert self._bridge is not None
         run = ArcRun(self.arc, self.ledger, self._bridge, entry, record, work,
                      lambda: self.draining, self._room_in(entry))
@@ -207,7 +207,7 @@ class LocalRunner(Runner):
     def _room_in(self, entry: ModelEntry) -> asyncio.Event:
         return self._room.setdefault(entry.id, asyncio.Event())
 
-    async def cancel(self, record: JobRecord, reason: str) -> bool:
+    async def cancel(self, record: TrackedJob, reason: str) -> bool:
         if record.id in self._lookups:
             return True  # still looking in the cache: the lookup sees the record ended
         run = self._arc_runs.pop(record.id, None)
@@ -218,7 +218,7 @@ class LocalRunner(Runner):
         # False: the engine finished it; its result is on its way to the loop
         return entry is None or entry.engine.cancel(record.id)
 
-    async def _remember(self, entry: ModelEntry, work: PuzzleWork, record: JobRecord,
+    async def _remember(self, entry: ModelEntry, work: PuzzleWork, record: TrackedJob,
                         key: cache.CacheKey | None, result: JobResult) -> None:
         """Cache a verified answer (any job's: streams and jobs fill the cache too)."""
         assert self.answers is not None
@@ -232,7 +232,7 @@ class LocalRunner(Runner):
 
     # ---------------------------------------------------------------- engine callbacks (loop)
 
-    def _on_step(self, record: JobRecord, entry: ModelEntry, update: StepUpdate) -> None:
+    def _on_step(self, record: TrackedJob, entry: ModelEntry, update: StepUpdate) -> None:
         """One supervision step; step events are only built when someone can read them
         (streams, jobs), which keeps plain sync solves cheap."""
         if record.terminal:
@@ -244,7 +244,7 @@ class LocalRunner(Runner):
             self.ledger.publish(record, "solve.step", payloads.step_data(entry.task, update),
                                 event_id=update.step)
 
-    def _on_done(self, record: JobRecord, entry: ModelEntry, work: PuzzleWork,
+    def _on_done(self, record: TrackedJob, entry: ModelEntry, work: PuzzleWork,
                  key: cache.CacheKey | None, result: JobResult) -> None:
         """The engine's final word; ignored when the record already ended (a cancel the
         client was told about before the engine got to it). A verified answer is cached."""

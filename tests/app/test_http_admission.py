@@ -152,4 +152,4 @@ def test_stop_after_traffic_stops_the_workers(start_server: Starter) -> None:
     assert http.post(SOLVE, json={"puzzle": PUZZLE}).status_code == 200
     running.stop(10)
     assert not running.thread.is_alive()
-    assert all(not e.worker.alive for e in running.service.registry.entries.values())
+    assert all(not e.thread.alive for e in running.service.registry.entries.values())

@@ -20,7 +20,7 @@ from http_helpers import PUZZLE
 
 from app import payloads
 from app.errors import ApiError
-from app.jobs import JobRecord, JobStore
+from app.jobs import JobStore, TrackedJob
 from app.metrics import Metrics
 from app.registry import ModelEntry, ModelRegistry
 from app.runners.base import PuzzleWork, Runner, RunnerFull, Work, WorkKind
@@ -48,7 +48,7 @@ class ScriptedRunner(Runner):
         self.refuse: str | None = None
         self.full = False
         self.drained = False
-        self.found: dict[str, JobRecord] = {}
+        self.found: dict[str, TrackedJob] = {}
         self.playing: dict[str, asyncio.Task[None]] = {}
 
     async def start(self) -> None:
@@ -63,7 +63,7 @@ class ScriptedRunner(Runner):
     def queue_position(self, entry: ModelEntry) -> int:
         return 7
 
-    def submit(self, record: JobRecord, entry: ModelEntry, work: Work) -> None:
+    def submit(self, record: TrackedJob, entry: ModelEntry, work: Work) -> None:
         if self.full:
             raise RunnerFull
         assert isinstance(work, PuzzleWork)
@@ -71,7 +71,7 @@ class ScriptedRunner(Runner):
         self.playing[record.id] = asyncio.get_running_loop().create_task(
             self._play(record, entry, work))
 
-    async def _play(self, record: JobRecord, entry: ModelEntry, work: PuzzleWork) -> None:
+    async def _play(self, record: TrackedJob, entry: ModelEntry, work: PuzzleWork) -> None:
         for step in range(1, STEPS + 1):
             await asyncio.sleep(0)
             self.ledger.running(record, elapsed_ms=float(step))
@@ -84,14 +84,14 @@ class ScriptedRunner(Runner):
             record, entry.task, result, self.settings, puzzle=work.cells, calibration=None,
             trajectory=record.trajectory))
 
-    async def cancel(self, record: JobRecord, reason: str) -> bool:
+    async def cancel(self, record: TrackedJob, reason: str) -> bool:
         task = self.playing.pop(record.id, None)
         if task is None or task.done():
             return False
         task.cancel()
         return True
 
-    async def find(self, job_id: str) -> JobRecord | None:
+    async def find(self, job_id: str) -> TrackedJob | None:
         return self.found.get(job_id)
 
     async def drain(self) -> None:
@@ -134,7 +134,7 @@ def count(metrics: Metrics, name: str, **labels: str) -> float:
     return 0.0 if value is None else value
 
 
-def solve(service: SolveService, kind: Any = "solve", **body: Any) -> JobRecord:
+def solve(service: SolveService, kind: Any = "solve", **body: Any) -> TrackedJob:
     request = SolveRequest.model_validate({"puzzle": PUZZLE, **body})
     return service.admit("sudoku", request, kind=kind, request_id="r1",
                          keep_events=kind != "solve")
@@ -244,7 +244,7 @@ def test_drain_fails_what_the_runner_left_and_refuses_new_work(cards: Path) -> N
 
 def test_jobs_made_elsewhere_are_found_through_the_runner(cards: Path) -> None:
     async def scenario(service: SolveService, runner: ScriptedRunner) -> None:
-        elsewhere = JobRecord("job_x", "job", "sudoku", "t@1", 4, "r0", keep_events=True)
+        elsewhere = TrackedJob("job_x", "job", "sudoku", "t@1", 4, "r0", keep_events=True)
         runner.found["job_x"] = elsewhere
         assert await service.find_job("job_x") is elsewhere
         with pytest.raises(ApiError) as unknown:

@@ -147,7 +147,7 @@ def test_card_only_entries_describe_models_as_loaded_ones(model_zoo: Path) -> No
     assert sorted(cards.entries) == sorted(loaded.entries)
     assert cards.defaults == loaded.defaults and cards.load_errors == loaded.load_errors
     for model_id, entry in cards.entries.items():
-        assert entry.loaded_engine is None and entry.loaded_worker is None
+        assert entry.loaded_engine is None and entry.loaded_thread is None
         assert entry.describe(True) == {**loaded.entries[model_id].describe(True),
                                         "warmed": True}
 
