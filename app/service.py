@@ -241,7 +241,11 @@ class SolveService:
 
     async def find_job(self, job_id: str) -> TrackedJob:
         """A job by id, held here or (in broker mode) made on another replica; 404 otherwise."""
-        record = self.store.get(job_id) or await self._runner.find(job_id)
+        record = self.store.get(job_id)
+        if record is not None and not record.terminal:
+            await self._runner.catch_up(record)
+        elif record is None:
+            record = await self._runner.find(job_id)
         if record is None:
             raise errors.not_found("job", f"unknown job {job_id!r} (finished jobs are kept up to "
                                    f"{self.settings.job_ttl_s:.0f} s)")

@@ -7,6 +7,7 @@ Every wait is bounded; every process started here is stopped here, SIGKILLed if 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -14,11 +15,15 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 import redis
+from in_thread import RunningServer, serve_in_thread
+
+from app.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
@@ -121,3 +126,24 @@ class Workers:
 
     def logs(self) -> str:
         return "\n".join(p.read_text() for p in sorted(self.tmp_path.glob("worker*.log")))
+
+
+@contextlib.contextmanager
+def broker_stack(settings: Settings, folder: Path) -> Iterator[RunningServer]:
+    """A redis-server, one broker worker process for `settings`' checkpoints and an API
+    replica in broker mode, all stopped on exit."""
+    if not Path(REDIS_SERVER).exists():
+        pytest.skip("needs a redis-server binary")
+    redis_server = RedisProcess(free_port(), folder / "redis.log")
+    redis_server.start()
+    workers = Workers(folder, Path(settings.checkpoint_dir or "."))
+    try:
+        workers.start(redis_server.url, max_batch_size=settings.max_batch_size,
+                      search_budget_steps=0)
+        api = settings.model_copy(update={"redis_url": redis_server.url})
+        with serve_in_thread(api, wait_ready=False) as running:
+            running.wait_ready(90)
+            yield running
+    finally:
+        workers.stop_all()
+        redis_server.stop()

@@ -116,6 +116,10 @@ class Runner(ABC):
         """A job this replica does not hold, made elsewhere (None: unknown)."""
         return None
 
+    async def catch_up(self, record: TrackedJob) -> None:  # noqa: B027 (optional hook)
+        """Bring an unfinished record up to date before it is read by id (a job ended on
+        another replica ends here too)."""
+
     @abstractmethod
     async def drain(self) -> None:
         """Let jobs in flight finish within the shutdown timeout, then stop; the service fails

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from functools import partial
@@ -354,6 +355,17 @@ class BrokerRunner(Runner):
         self.ledger.store.add(record)
         await self._adopt(record)
         return record
+
+    async def catch_up(self, record: TrackedJob) -> None:
+        """A job finished anywhere has its terminal event in its result key: read it, so a
+        poll right after a cancel on another replica already says so."""
+        try:
+            raw: Any = await self.client.get(broker.result_key(record.id))
+        except (RedisError, OSError):
+            return  # the event reader brings the ending once Redis answers
+        if raw is not None and not record.terminal:
+            terminal = json.loads(raw)
+            self._deliver(record, terminal["name"], terminal["data"], None)
 
     async def _adopt(self, record: TrackedJob) -> None:
         """Catch a job made on another replica up from its event stream, then follow it."""

@@ -11,7 +11,6 @@ statuses, not correctness.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ import pytest
 import torch
 from http_helpers import MAX_STEPS, TickControl
 from in_thread import RunningServer, serve_in_thread
-from redis_helpers import REDIS_SERVER, RedisProcess, Workers, free_port
+from redis_helpers import broker_stack
 
 from app.metrics import ModelMetrics
 from app.settings import Settings
@@ -71,27 +70,6 @@ def shared_server(request: pytest.FixtureRequest, checkpoint_dir: Path,
 def runner(shared_server: RunningServer, request: pytest.FixtureRequest) -> str:
     """Which runner `client` talks to: "local" or "broker"."""
     return str(request.node.callspec.params["shared_server"])
-
-
-@contextlib.contextmanager
-def broker_stack(settings: Settings, folder: Path) -> Iterator[RunningServer]:
-    """A redis-server, one broker worker process for `settings`' checkpoints and an API
-    replica in broker mode, all stopped on exit."""
-    if not Path(REDIS_SERVER).exists():
-        pytest.skip("needs a redis-server binary")
-    redis_server = RedisProcess(free_port(), folder / "redis.log")
-    redis_server.start()
-    workers = Workers(folder, Path(settings.checkpoint_dir or "."))
-    try:
-        workers.start(redis_server.url, max_batch_size=settings.max_batch_size,
-                      search_budget_steps=0)
-        api = settings.model_copy(update={"redis_url": redis_server.url})
-        with serve_in_thread(api, wait_ready=False) as running:
-            running.wait_ready(90)
-            yield running
-    finally:
-        workers.stop_all()
-        redis_server.stop()
 
 
 @pytest.fixture

@@ -6,28 +6,18 @@ in-process store keeps at most its size for at most its TTL."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
-from conftest import broker_stack
 from http_helpers import TERMINAL, metric_value, parse_sse
 from in_thread import serve_in_thread
-from shipped_models import TINY, alone
+from redis_helpers import broker_stack
+from shipped_models import TINY, alone, easy_puzzles
 
 from app.cache import MemoryAnswers
 from app.settings import Settings
 from trm_core.tasks import TASKS
-
-EASY_CSV = Path(__file__).resolve().parents[2] / "training" / "data" / "sudoku-easy-test.csv"
-
-
-def easy_puzzle() -> str:
-    """A held-out puzzle the shipped tiny model solves (row 1 is one it gets wrong)."""
-    lines = EASY_CSV.read_text().splitlines()
-    column = lines[0].split(",").index("puzzle") if "puzzle" in lines[0] else 0
-    return lines[3].split(",")[column]
 
 
 @pytest.fixture(scope="module", params=["local", "broker"])
@@ -45,7 +35,7 @@ def http(request: pytest.FixtureRequest,
 
 def test_symmetric_copy_is_answered_from_the_cache(http: httpx.Client) -> None:
     task = TASKS["sudoku"]
-    puzzle = easy_puzzle()
+    puzzle = easy_puzzles(2)[1]  # the first is one the model gets wrong
     hits = metric_value(http, "trm_cache_requests_total", result="hit", task="sudoku")
     first = http.post("/v1/solve/sudoku", json={"puzzle": puzzle}).json()
     assert first["status"] == "solved" and first["cached"] is False

@@ -27,16 +27,7 @@ from app.settings import Settings
 redis = pytest.importorskip("redis", reason="broker mode needs redis-py (the scale extra)")
 
 CHECKPOINTS = tiny_only()
-EASY_CSV = ROOT / "training" / "data" / "sudoku-easy-test.csv"
 
-
-
-def easy_puzzles(count: int) -> list[str]:
-    lines = EASY_CSV.read_text().splitlines()
-    header = lines[0].split(",")
-    column = header.index("puzzle") if "puzzle" in header else 0
-    # Row 1 is one of the few held-out puzzles the shipped model gets wrong; start after it.
-    return [line.split(",")[column] for line in lines[2:count + 2]]
 
 
 @pytest.fixture
