@@ -1,7 +1,8 @@
 """One ARC request in flight: adapt rows when the task is new, predict every (version, test
 input) through the model's engine, vote per test input, finish the record.
 
-Runs as a task on the event loop; engine callbacks reach it through the service's loop bridge.
+Runs as a task on the event loop, started by the local runner (`app.runners.local`); engine
+callbacks reach it through the runner's loop bridge, and it reports to the ledger like any job.
 At most `slots` of its engine jobs are queued or running at once, so a request of a thousand
 versions shares the engine with other traffic instead of filling its queue. Events: `arc.adapt`
 (fit progress, then one with `done: true`), `arc.progress` (a version answered every test
@@ -15,25 +16,27 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from app import errors, payloads
-from app.arc_request import ArcGrids, ArcPlan
+from app.engine_thread import LoopBridge
 from app.errors import ApiError
-from app.jobs import JobRecord
+from app.jobs import TrackedJob
+from app.ledger import Ledger
 from app.registry import ModelEntry
 from trm_core.engine import Job, JobResult, QueueFull
 from trm_core.tasks.arc.vote import Ballot
 
 if TYPE_CHECKING:
     from app.arc_service import ArcService
+    from app.runners.base import ArcWork
 
 log = logging.getLogger(__name__)
 ATTEMPTS = 2  # the benchmark's pass@2
-_POLL_S = 0.05  # how often a run retries a full queue
 _GRACE_S = 5.0  # past the deadline, the run stops waiting for the engine
 
 
@@ -48,11 +51,14 @@ def _ms(seconds: float) -> float:
 class ArcRun:
     """Drives one ARC record from admission to its terminal event."""
 
-    def __init__(self, arc: ArcService, entry: ModelEntry, record: JobRecord, grids: ArcGrids,
-                 plan: ArcPlan, deadline: float, adapt_budget_s: float) -> None:
-        self.arc, self.service = arc, arc.service
-        self.entry, self.record, self.grids, self.plan = entry, record, grids, plan
-        self.deadline, self.adapt_budget_s = deadline, adapt_budget_s
+    def __init__(self, arc: ArcService, ledger: Ledger, bridge: LoopBridge, entry: ModelEntry,
+                 record: TrackedJob, work: ArcWork, draining: Callable[[], bool],
+                 room: asyncio.Event) -> None:
+        self.arc, self.ledger, self.bridge, self.draining = arc, ledger, bridge, draining
+        self.room = room  # set whenever a job of this engine finishes: the queue has room
+        self.entry, self.record, self.grids, self.plan = entry, record, work.grids, work.plan
+        self.deadline, self.adapt_budget_s = work.deadline, work.adapt_budget_s
+        grids = work.grids
         self.stop = threading.Event()
         self.ballots = [Ballot() for _ in grids.tests]
         self.jobs: dict[str, int] = {}  # engine job id -> version, queued or running
@@ -82,7 +88,6 @@ class ArcRun:
             self._fail(errors.internal(), "error")
         finally:
             self.cancel()
-            self.arc.forget_run(self.record)
 
     def cancel(self) -> None:
         """Stop fitting and drop every engine job of this run (idempotent, loop thread)."""
@@ -105,9 +110,7 @@ class ArcRun:
     # ------------------------------------------------------------------------ adaptation
 
     async def _adapt(self) -> None:
-        bridge = self.service._bridge
-        assert bridge is not None
-        on_progress = bridge.wrap(self._adapt_progress)
+        on_progress = self.bridge.wrap(self._adapt_progress)
         started = time.monotonic()
         adapted, cached = await self.arc.adapt(self.entry, self.grids, self.plan.versions,
                                                self.adapt_budget_s, self.deadline, on_progress,
@@ -127,8 +130,7 @@ class ArcRun:
         self._publish("arc.adapt", {"done": False, **data})
 
     def _publish(self, name: str, data: dict[str, Any]) -> None:
-        if not self.record.terminal:
-            self.service.store.publish(self.record, name, data)
+        self.ledger.publish(self.record, name, data)
 
     # ------------------------------------------------------------------------ prediction
 
@@ -138,41 +140,51 @@ class ArcRun:
         self.left = dict.fromkeys(range(len(self.plan.symmetries)), len(self.grids.tests))
         while self.pending or self.jobs:
             self._check()
-            self._fill()
+            blocked = self._fill()
             self.changed.clear()
-            try:
-                async with asyncio.timeout(_POLL_S if self.pending else None):
-                    await self.changed.wait()
-            except TimeoutError:
-                pass
+            if blocked:
+                self.room.clear()  # with _fill, in one step of the loop: no wake-up is lost
+            await self._wait(blocked)
         self._check()
 
-    def _fill(self) -> None:
+    async def _wait(self, blocked: bool) -> None:
+        """Until one of ours answers, the record ends elsewhere, or (when the queue was full)
+        any job of the engine finishes; at the latest when the run's time is up."""
+        events = [self.changed, self.record.done, *([self.room] if blocked else [])]
+        waiters = [asyncio.ensure_future(event.wait()) for event in events]
+        try:
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED,
+                               timeout=max(0.0, self.deadline + _GRACE_S - time.monotonic()))
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+
+    def _fill(self) -> bool:
         """Submit pending predictions while fewer than `slots` of ours are in the engine; none
-        once draining (the drain ends this record)."""
-        bridge = self.service._bridge
-        assert bridge is not None
-        if self.service.draining:
-            return
+        once draining (the drain ends this record). True when the queue was full."""
+        if self.draining():
+            return False
         while self.pending and len(self.jobs) < self.entry.slots:
             version, test, canvas = self.pending[0]
             job = Job(puzzle=canvas, max_steps=self.plan.max_steps, halting=self.plan.halting,
                       deadline=self.deadline, **self.plan.job_fields(version),
-                      on_done=bridge.wrap(partial(self._on_done, version, test)))
+                      on_done=self.bridge.wrap(partial(self._on_done, version, test)))
             try:
                 self.entry.engine.submit(job)
             except QueueFull:
-                return  # other traffic holds the queue; retried after _POLL_S
+                return True  # other traffic holds the queue: retried when a job finishes
             self.pending.popleft()
             self.jobs[job.id] = version
+        return False
 
     def _on_done(self, version: int, test: int, result: JobResult) -> None:
         """One prediction finished (loop thread)."""
+        self.room.set()
         if self.jobs.pop(result.job_id, None) is None or self.record.terminal:
             return
         self.changed.set()
         if result.status not in ("solved", "unsolved") or result.answer is None:
-            self.failure, _ = payloads.failure_error(result, self.service.settings.retry_after_s)
+            self.failure, _ = payloads.failure_error(result, self.arc.settings.retry_after_s)
             return
         self.steps_used = max(self.steps_used, result.steps_used)
         self.ballots[test].add_canvas(result.answer, self.plan.symmetries[version],
@@ -198,8 +210,7 @@ class ArcRun:
             "timing": {"adapt_ms": _ms(self.adapt_s), "compute_ms": _ms(compute_s),
                        "total_ms": _ms(total_s)},
         }
-        self.service._finish(self.record, "succeeded", "unsolved", "solve.completed", body,
-                             result=body, steps=self.steps_used)
+        self.ledger.end(self.record, payloads.completed(body))
 
     @staticmethod
     def _answer(ballot: Ballot) -> dict[str, Any]:
@@ -210,4 +221,4 @@ class ArcRun:
                 "vote_counts": [c.votes for c in ranked]}
 
     def _fail(self, error: ApiError, outcome: str) -> None:
-        self.service._fail(self.record, error, outcome)
+        self.ledger.fail(self.record, error, outcome)

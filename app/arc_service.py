@@ -1,9 +1,10 @@
 """ARC admission and test-time adaptation: the service side of `POST /v1/solve/arc` and
 `POST /v1/jobs/arc`.
 
-An ARC request becomes one `JobRecord` (so waiting, streaming, the jobs API, cancelling and
-drain work as for any solve) driven by an `ArcRun` task on the event loop, which feeds many
-engine jobs (versions x test inputs) to the model's engine beside other traffic. Fitted rows of
+An ARC request becomes one `TrackedJob` (so waiting, streaming, the jobs API, cancelling and
+drain work as for any solve), handed to the runner as an `ArcWork` job; the local runner drives
+it with an `ArcRun` task on the event loop, which feeds many engine jobs (versions x test
+inputs) to the model's engine beside other traffic. Fitted rows of
 adapted tasks are kept per (model, demonstrations digest, versions) in a small LRU.
 
 Admission is the service's (`SolveService.admission`: 404, 503 draining or not ready) plus what
@@ -11,7 +12,7 @@ an ARC request may cost: limits on pairs, test inputs, versions and fitted examp
 the limit), and at most `TRM_ARC_MAX_QUEUE_SIZE` admitted, unfinished requests per model (503 +
 Retry-After). Fits run one at a time on a pool thread; `trm_core.tasks.arc.adapt`
 differentiates only the new rows, so the engine thread keeps stepping the same model meanwhile.
-Broker mode refuses ARC (501): its workers do not run adaptation or voting yet.
+A runner that cannot run ARC work refuses it (501).
 """
 
 from __future__ import annotations
@@ -32,11 +33,12 @@ from app.arc_request import (
     parse_task,
     plan_request,
 )
-from app.arc_run import ArcRun
 from app.arc_schemas import ArcSolveRequest
 from app.errors import ApiError
-from app.jobs import JobRecord, RecordKind
+from app.jobs import RecordKind, TrackedJob
+from app.ledger import ENDPOINT_OF
 from app.registry import ModelEntry
+from app.runners.base import ArcWork
 from trm_core.tasks.arc.adapt import AdaptConfig, AdaptedTask, fit_rows
 
 if TYPE_CHECKING:
@@ -44,7 +46,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 TASK = "arc"
-_ENDPOINT: dict[RecordKind, str] = {"solve": "solve", "job": "jobs", "mcp": "mcp"}
 _FIT_SHARE = 0.8  # of the time left before the deadline a fit may take; predictions need the rest
 
 
@@ -58,15 +59,16 @@ class ArcService:
         self._adapted: OrderedDict[tuple[str, str, int], AdaptedTask] = OrderedDict()
         self._fit_lock: asyncio.Lock | None = None
         # Admitted, unfinished requests per model: at most TRM_ARC_MAX_QUEUE_SIZE each.
-        self._runs: defaultdict[str, set[asyncio.Task[None]]] = defaultdict(set)
+        self._open: defaultdict[str, list[TrackedJob]] = defaultdict(list)
 
     # ------------------------------------------------------------------------- admission
 
     def admit(self, request: ArcSolveRequest, *, kind: RecordKind, request_id: str,
-              keep_events: bool) -> JobRecord:
+              keep_events: bool) -> TrackedJob:
         """Check, plan and start one ARC request; raises `ApiError` for every refusal."""
-        endpoint = _ENDPOINT[kind]
-        entry = self._entry(request.model, endpoint)
+        endpoint = ENDPOINT_OF[kind]
+        self.service.registry.require_task(TASK)
+        entry = self.service.admission(TASK, request.model, endpoint, "arc")
         try:
             versions, max_steps = check_limits(request, entry, self.settings)
             grids = parse_task(request)
@@ -76,35 +78,21 @@ class ArcService:
         except ApiError:
             entry.metrics.finished(endpoint, "invalid")
             raise
-        runs = self._runs[entry.id]
-        if len(runs) >= self.settings.arc_max_queue_size:
-            self.service._reject(TASK, request.model, endpoint, "queue_full")
-        store = self.service.store
-        record = store.create(kind, TASK, entry.id, max_steps, request_id,
-                              keep_events=keep_events)
+        open_records = [r for r in self._open[entry.id] if not r.terminal]
+        self._open[entry.id] = open_records
+        if len(open_records) >= self.settings.arc_max_queue_size:
+            self.service.reject(TASK, request.model, endpoint, "queue_full")
+        record = self.service.store.create(kind, TASK, entry.id, max_steps, request_id,
+                                           keep_events=keep_events)
         # accepted, adaptation progress (one per 10 fit steps), one per version, terminal
         record.events = deque(maxlen=plan.versions + self.settings.arc_adapt_max_steps // 10 + 8)
-        deadline = self.service._deadline(kind, request.timeout_ms)
-        run = ArcRun(self, entry, record, grids, plan, deadline, self._budget(request))
-        self.service._inflight[record.id] = record
-        self.service.cancel_hooks[record.id] = run.cancel
-        store.publish(record, "solve.accepted", {
-            "id": record.id, "task": TASK, "model": entry.id,
-            "queue_position": entry.engine.queue_depth, "max_steps": max_steps,
-            "mode": plan.mode, "versions": plan.versions, "test_inputs": len(grids.tests)})
-        task = asyncio.get_running_loop().create_task(run.execute(), name=f"arc:{record.id}")
-        runs.add(task)  # done callbacks run even for a task cancelled before it started
-        task.add_done_callback(runs.discard)
+        work = ArcWork(grids, plan, self.service.deadline(kind, request.timeout_ms),
+                       self._budget(request),
+                       {"mode": plan.mode, "versions": plan.versions,
+                        "test_inputs": len(grids.tests)})
+        self.service.run(record, entry, work)
+        open_records.append(record)
         return record
-
-    def _entry(self, ref: str | None, endpoint: str) -> ModelEntry:
-        """The ARC model to use: 404 without one (as for any task), 501 in broker mode, then
-        the admission every request passes."""
-        self.service.registry.require_task(TASK)
-        if self.service.remote is not None:
-            raise ApiError(501, "not-implemented", "ARC tasks are not served in broker mode "
-                           "(TRM_REDIS_URL) yet; run the service without a broker for them")
-        return self.service.admission(TASK, ref, endpoint)
 
     def _known_tasks(self, entry: ModelEntry) -> KnownTasks | None:
         """The entry's sidecar indexed once (a million rows take a while to walk)."""
@@ -166,8 +154,3 @@ class ArcService:
         self._adapted.move_to_end(key)
         while len(self._adapted) > self.settings.arc_adapt_cache_size:
             self._adapted.popitem(last=False)
-
-    def forget_run(self, record: JobRecord) -> None:
-        """Called by a run when it ends, whatever the outcome."""
-        self.service.cancel_hooks.pop(record.id, None)
-        self.service._inflight.pop(record.id, None)

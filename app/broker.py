@@ -1,7 +1,7 @@
 """The Redis key layout and wire format shared by API replicas and workers in broker mode.
 
 Boundaries: this module knows key names, message fields and the one atomic "finish a job" script;
-it owns no connection and no loop. `app.remote` (API side, asyncio) and `app.broker_worker`
+it owns no connection and no loop. `app.runners.broker` (API side, asyncio) and `app.broker_worker`
 (worker side, threads) build on it. No FastAPI and no torch here.
 
 Key layout (every key is prefixed `trm:`):
@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from trm_core.engine import SearchConfig
 
@@ -90,12 +90,23 @@ return won
 """
 
 
-def finish_args(job: JobMessage, name: str, data: dict[str, Any], ttl_s: float,
+class _JobKeys(Protocol):
+    """What names a job's keys (a `JobMessage`, or the API's record of the job)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def task(self) -> str: ...
+    @property
+    def model(self) -> str: ...
+
+
+def finish_args(job: _JobKeys, name: str, data: dict[str, Any], ttl_s: float,
                 message_id: str = "") -> tuple[list[str], list[str | int]]:
     """KEYS and ARGV of `FINISH_SCRIPT` for one terminal event."""
     encoded = json.dumps(data, separators=(",", ":"))
     terminal = json.dumps({"name": name, "data": data}, separators=(",", ":"))
-    keys = [result_key(job.job_id), events_key(job.job_id), depth_key(job.task, job.model),
+    keys = [result_key(job.id), events_key(job.id), depth_key(job.task, job.model),
             queue_key(job.task, job.model)]
     return keys, [terminal, max(1, int(ttl_s)), name, encoded, EVENT_MAXLEN, GROUP, message_id]
 
@@ -117,7 +128,8 @@ class JobMessage:
     """A solve job on a queue stream: everything a worker needs, nothing it must look up.
 
     `deadline` is wall-clock (epoch seconds) because it crosses machines; each side turns it into
-    its own monotonic clock. `events` is "all" when someone may read step events, else "none"."""
+    its own monotonic clock. `events` is "all" when someone may read step events, else "first"
+    (the replica times the first step)."""
 
     job_id: str
     kind: str
@@ -136,6 +148,10 @@ class JobMessage:
     search_attempts: int = 1
     search_round_steps: int = 0
     seed: int = 0
+
+    @property
+    def id(self) -> str:
+        return self.job_id
 
     @property
     def search_key(self) -> str:

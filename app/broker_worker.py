@@ -1,8 +1,8 @@
 """A broker-mode worker: takes solve jobs from Redis Streams and feeds the same `Engine` the
-embedded service uses; engine callbacks become events on each job's stream.
+local runner uses; engine callbacks become events on each job's stream.
 
 Threads: the caller's thread runs `BrokerWorker.run` (read, reclaim, heartbeat, cancels); each
-engine steps on its `EngineWorker` thread; one publisher thread writes events and results in
+engine steps on its `EngineThread`; one publisher thread writes events and results in
 pipelined batches, so engine callbacks never wait on the network.
 
 Delivery guarantees: a message is acked only after its job's terminal event was written (or
@@ -29,7 +29,6 @@ import numpy as np
 import redis
 
 from app import broker, cache, errors, payloads
-from app.jobs import JobRecord
 from app.registry import ModelEntry, ModelRegistry
 from app.settings import Settings
 from trm_core.engine import Job, JobResult, QueueFull, StepUpdate
@@ -48,6 +47,7 @@ class Delivery:
     entry: ModelEntry
     cells: np.ndarray
     trajectory: list[dict[str, Any]] = field(default_factory=list)
+    first_sent: bool = False
 
 
 class BrokerWorker:
@@ -151,9 +151,6 @@ class BrokerWorker:
     def _take(self, entry: ModelEntry, message_id: str, fields: dict[str, str]) -> None:
         """Start one delivered job on the engine, unless it already has a result."""
         message = broker.JobMessage.from_fields(fields)
-        if self.settings.worker_fault == "drop":
-            log.warning("fault injection: dropping job %s", message.job_id)
-            return
         if self.client.exists(broker.result_key(message.job_id)):
             # finished (or cancelled while queued) elsewhere: nothing to redo, and its message
             # leaves the stream rather than staying there acked
@@ -185,12 +182,13 @@ class BrokerWorker:
 
     def _on_step(self, delivery: Delivery, update: StepUpdate) -> None:
         """Engine thread: record the step and hand its event to the publisher."""
-        if self.settings.worker_fault == "slow":
-            time.sleep(0.005)
         task = delivery.entry.task
         if delivery.message.return_steps:
             delivery.trajectory.append(payloads.trajectory_entry(task, update))
-        if delivery.message.events == "all":
+        # "first": a plain sync solve, whose replica only times its first step
+        if delivery.message.events == "all" or (delivery.message.events == "first"
+                                                and not delivery.first_sent):
+            delivery.first_sent = True
             self._out.put(("step", delivery, update))
 
     # --------------------------------------------------------------------- reclaiming
@@ -304,22 +302,12 @@ class BrokerWorker:
         return pipe
 
     def _terminal(self, delivery: Delivery, result: JobResult) -> tuple[str, dict[str, Any]]:
-        message = delivery.message
-        if result.status in ("solved", "unsolved"):
-            record = JobRecord(message.job_id, "job" if message.kind == "job" else "solve",
-                               message.task, message.model, message.max_steps,
-                               message.request_id, keep_events=False,
-                               return_steps=message.return_steps)
-            record.trajectory = delivery.trajectory
-            return "solve.completed", payloads.result_body(record, delivery.entry.task, result,
-                                                           delivery.cells,
-                                                           delivery.entry.calibration)
-        if result.status == "cancelled" and result.error != payloads.SHUTDOWN_REASON:
-            return "solve.cancelled", {"id": message.job_id, "status": "cancelled",
-                                       "reason": result.error or "cancelled"}
-        error, _ = payloads.failure_error(result, self.settings.retry_after_s)
-        return "solve.failed", error.to_problem(message.request_id,
-                                                self.settings.problem_base_uri)
+        """The job's terminal event, as any runner ends a job."""
+        entry = delivery.entry
+        ending = payloads.ending_of(delivery.message, entry.task, result, self.settings,
+                                    puzzle=delivery.cells, calibration=entry.calibration,
+                                    trajectory=delivery.trajectory)
+        return ending.name, ending.data
 
     def _problem(self, message: broker.JobMessage, detail: str) -> dict[str, Any]:
         return errors.internal(detail).to_problem(message.request_id,
@@ -327,17 +315,15 @@ class BrokerWorker:
 
     def _cache(self, pipe: Any, delivery: Delivery, result: JobResult) -> None:
         """Store a verified answer under its symmetry class."""
-        if not self.settings.cache_enabled or result.status != "solved" or not result.valid:
-            return
-        if result.answer is None:
+        if not self.settings.cache_enabled or result.status != "solved":
             return
         message, entry = delivery.message, delivery.entry
         key = cache.cache_key(entry.task, delivery.cells, entry.checkpoint.sha256,
                               message.max_steps, message.halting, message.attempts,
                               message.search_key)
-        value = cache.encode(key, result.answer, result.steps_used, result.halted_early,
-                             result.confidence, result.q_halt)
-        pipe.set(key.key, value, ex=max(1, int(self.settings.cache_ttl_s)))
+        value = cache.answer_value(key, result)
+        if value is not None:
+            pipe.set(key.key, value, ex=max(1, int(self.settings.cache_ttl_s)))
 
     # ------------------------------------------------------------------------- shutdown
 

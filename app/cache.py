@@ -7,8 +7,10 @@ attempts); the value is the answer mapped into the canonical frame, and a hit ma
 the requesting puzzle's own symmetry. Only answers that verified are stored, and a hit is
 verified again against the puzzle before it is served.
 
-Boundaries: key and value encoding plus the lookup/store logic over an injected Redis client
-(asyncio on the API, sync on workers). No FastAPI, no metrics; callers count hits and misses.
+Where answers are kept depends on the runner: in Redis for the broker runner (API replicas
+look up, broker workers store), in a bounded in-process `MemoryAnswers` for the local runner.
+Boundaries: keys, values and the in-process store; no FastAPI, no metrics (callers count hits
+and misses), no Redis connection (callers bring theirs).
 """
 
 from __future__ import annotations
@@ -16,12 +18,16 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from app.broker import PREFIX
+from trm_core.engine import JobResult
 from trm_core.tasks.base import Symmetry, Task
 
 log = logging.getLogger(__name__)
@@ -84,3 +90,45 @@ def decode(task: Task, cells: np.ndarray, key: CacheKey, raw: str | bytes) -> Ca
         return None
     return CachedAnswer(answer, int(body["steps_used"]), bool(body["halted_early"]),
                         float(body["confidence"]), float(body["q_halt"]))
+
+
+def answer_value(key: CacheKey, result: JobResult) -> str | None:
+    """What to store for a finished job: its answer when it verified, else None."""
+    if result.status != "solved" or not result.valid or result.answer is None:
+        return None
+    return encode(key, result.answer, result.steps_used, result.halted_early,
+                  result.confidence, result.q_halt)
+
+
+class MemoryAnswers:
+    """The in-process answer store (no Redis): the `max_entries` most recently used answers,
+    each for at most `ttl_s`. Event-loop thread only."""
+
+    def __init__(self, max_entries: int, ttl_s: float,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.max_entries = max_entries
+        self.ttl_s = ttl_s
+        self._clock = clock
+        self._answers: OrderedDict[str, tuple[float, str]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._answers)
+
+    def get(self, key: str) -> str | None:
+        stored = self._answers.get(key)
+        if stored is None:
+            return None
+        expires, value = stored
+        if self._clock() >= expires:
+            del self._answers[key]
+            return None
+        self._answers.move_to_end(key)
+        return value
+
+    def put(self, key: str, value: str) -> None:
+        if self.max_entries <= 0:
+            return
+        self._answers[key] = (self._clock() + self.ttl_s, value)
+        self._answers.move_to_end(key)
+        while len(self._answers) > self.max_entries:
+            self._answers.popitem(last=False)

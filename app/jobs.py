@@ -1,7 +1,7 @@
 """Job records, their per-job event logs, live subscribers, and the bounded store of finished
 jobs.
 
-Every admitted puzzle, from `POST /v1/solve` or `POST /v1/jobs`, becomes a `JobRecord`. Its event
+Every admitted puzzle, from `POST /v1/solve` or `POST /v1/jobs`, becomes a `TrackedJob`. Its event
 log is a ring of at most `max_steps + 2` events (accepted, one per step, one terminal), enough to
 replay a whole job to a reconnecting client. Only `POST /v1/jobs` records are addressable by id;
 solve records live as long as their request.
@@ -45,7 +45,7 @@ class Event:
 
 
 @dataclass(eq=False)
-class JobRecord:
+class TrackedJob:
     """The service's view of one job: state, outcome, event log and live subscribers."""
 
     id: str
@@ -107,7 +107,7 @@ class JobStore:
         self.max_jobs = max_jobs
         self.max_bytes = max_bytes
         self._clock = clock
-        self._jobs: dict[str, JobRecord] = {}
+        self._jobs: dict[str, TrackedJob] = {}
         self._finished: OrderedDict[str, int] = OrderedDict()  # id -> log bytes, oldest first
         self._full_logs: OrderedDict[str, None] = OrderedDict()  # finished, log not yet shrunk
         self.finished_bytes = 0
@@ -116,26 +116,26 @@ class JobStore:
         return len(self._jobs)
 
     def create(self, kind: RecordKind, task: str, model: str, max_steps: int, request_id: str,
-               *, keep_events: bool, return_steps: bool = False) -> JobRecord:
-        record = JobRecord(f"{_ID_PREFIX[kind]}{uuid.uuid4().hex}", kind, task, model, max_steps,
+               *, keep_events: bool, return_steps: bool = False) -> TrackedJob:
+        record = TrackedJob(f"{_ID_PREFIX[kind]}{uuid.uuid4().hex}", kind, task, model, max_steps,
                            request_id, keep_events, return_steps, started=self._clock())
         if kind == "job":
             self._jobs[record.id] = record
         return record
 
-    def add(self, record: JobRecord) -> None:
+    def add(self, record: TrackedJob) -> None:
         """Make a record built elsewhere addressable (broker mode: a job of another replica)."""
         self._jobs[record.id] = record
 
-    def get(self, job_id: str) -> JobRecord | None:
+    def get(self, job_id: str) -> TrackedJob | None:
         return self._jobs.get(job_id)
 
-    def forget(self, record: JobRecord) -> None:
+    def forget(self, record: TrackedJob) -> None:
         """Drop a record the engine never accepted."""
         if self._jobs.get(record.id) is record:
             self._drop(record.id)
 
-    def publish(self, record: JobRecord, name: str, data: dict[str, Any],
+    def publish(self, record: TrackedJob, name: str, data: dict[str, Any],
                 event_id: int | None = None) -> Event:
         """Append an event to the record's log and hand it to every live subscriber.
 
@@ -148,7 +148,7 @@ class JobStore:
             queue.put_nowait(event)
         return event
 
-    def finish(self, record: JobRecord, status: JobState, outcome: str, name: str,
+    def finish(self, record: TrackedJob, status: JobState, outcome: str, name: str,
                data: dict[str, Any], *, result: dict[str, Any] | None = None,
                error: dict[str, Any] | None = None) -> bool:
         """Move a record to a terminal state with its terminal event; False (and no change)
@@ -167,7 +167,7 @@ class JobStore:
             self._keep_finished(record)
         return True
 
-    def subscribe(self, record: JobRecord,
+    def subscribe(self, record: TrackedJob,
                   after: int = -1) -> tuple[list[Event], asyncio.Queue[Event | None] | None]:
         """Logged events with id > `after`, and a queue of the live ones that follow (None when
         the job already finished: the replay is all there is)."""
@@ -178,7 +178,7 @@ class JobStore:
         record.subscribers.add(queue)
         return replay, queue
 
-    def unsubscribe(self, record: JobRecord, queue: asyncio.Queue[Event | None] | None) -> None:
+    def unsubscribe(self, record: TrackedJob, queue: asyncio.Queue[Event | None] | None) -> None:
         if queue is not None:
             record.subscribers.discard(queue)
 
@@ -196,7 +196,7 @@ class JobStore:
 
     # ----------------------------------------------------------------------- finished caps
 
-    def _keep_finished(self, record: JobRecord) -> None:
+    def _keep_finished(self, record: TrackedJob) -> None:
         size = _log_bytes(record)
         self._finished[record.id] = size
         self._full_logs[record.id] = None
@@ -216,7 +216,7 @@ class JobStore:
     def _over_bytes(self) -> bool:
         return self.max_bytes is not None and self.finished_bytes > self.max_bytes
 
-    def _shrink(self, record: JobRecord) -> None:
+    def _shrink(self, record: TrackedJob) -> None:
         """Keep only the terminal event: what a poll and a resumed stream need."""
         record.events = deque(list(record.events)[-1:], maxlen=record.events.maxlen)
         size = _log_bytes(record)
@@ -235,7 +235,7 @@ class JobStore:
             self.sweep()
 
 
-def _log_bytes(record: JobRecord) -> int:
+def _log_bytes(record: TrackedJob) -> int:
     """The size of a record's event log as JSON (its terminal event holds the result)."""
     return sum(len(json.dumps(event.data, separators=(",", ":"), default=str))
                for event in record.events)

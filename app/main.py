@@ -12,7 +12,6 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
-from typing import Any
 
 from fastapi import FastAPI
 from mcp.server.fastmcp import FastMCP
@@ -28,6 +27,7 @@ from app.middleware import BodyGuardMiddleware, HostGuardMiddleware, RequestCont
 from app.problems import install_problem_handlers
 from app.registry import ModelRegistry
 from app.routes import arc, bundles, docs, examples, health, jobs, models, solve, tools, viewer
+from app.runners import make_runner
 from app.service import SolveService
 from app.settings import Settings
 
@@ -66,24 +66,6 @@ def _lifespan(service: SolveService, mcp: FastMCP,  # type: ignore[type-arg]
     return lifespan
 
 
-def _remote_jobs(settings: Settings, metrics: Metrics, service: SolveService) -> Any:
-    """Broker mode's Redis side (imported only then, so the embedded default needs no redis)."""
-    import redis.asyncio as aioredis
-
-    from app.remote import RemoteJobs
-
-    assert settings.redis_url is not None
-    # A bounded pool that makes a caller wait for a free connection instead of failing: jobs
-    # in flight share one event reader, so their count no longer sets the connection count.
-    pool = aioredis.BlockingConnectionPool.from_url(
-        settings.redis_url, max_connections=settings.redis_max_connections, timeout=10,
-        decode_responses=True, socket_connect_timeout=2.0, socket_timeout=10.0,
-        client_name="trm-api")
-    client = aioredis.Redis.from_pool(pool)  # closing the client closes the pool
-    log.info("broker mode: jobs go through %s", settings.redis_url.split("@")[-1])
-    return RemoteJobs(settings, client, metrics, service._on_remote_event)
-
-
 def create_app(settings: Settings | None = None) -> FastAPI:
     """A fresh application with its own models, job store and metrics registry."""
     settings = settings or Settings()
@@ -92,8 +74,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     store = JobStore(settings.job_ttl_s, max_jobs=settings.job_store_max_jobs,
                      max_bytes=settings.job_store_max_bytes)
     service = SolveService(settings, registry, store, metrics)
-    if settings.redis_url:
-        service.remote = _remote_jobs(settings, metrics, service)
+    service.use(make_runner(service))
     keys = [key.get_secret_value() for key in settings.api_keys]
     middleware = [
         # Outermost first: the id exists before the host, auth or body checks can answer.

@@ -135,7 +135,7 @@ class Metrics:
             buckets=STEPS_BUCKETS, registry=r)
         self.rejections = Counter("trm_rejections", "Requests refused at admission",
                                   ["task", "reason"], registry=r)
-        # Moved by the result cache (broker mode, app/remote.py); stays 0 in the embedded mode.
+        # Moved by the result cache lookups of either runner (app/runners).
         self.cache_requests = Counter("trm_cache_requests", "Result cache lookups",
                                       ["task", "result"], registry=r)
         self.sse_streams = Gauge("trm_sse_streams", "Open server-sent event streams",

@@ -1,28 +1,65 @@
-"""Translation between the API and the engine, as pure functions.
+"""Translation between the API and the engine, as pure functions: the one module that builds
+every wire body.
 
 Inbound: a request's options checked against the chosen model (`check_options`) and a task's
-`PuzzleError` as a 422 (`puzzle_error`). Outbound: step event data, the solve result and problems
-for jobs that ended without an answer, built from the engine's `StepUpdate` / `JobResult` and the
-task's formatting, so the same bytes go to a sync response, a `solve.completed` event and a job's
-`result`. Task-specific fields (a maze's path) come from the task's `extra_step` and
-`extra_result` hooks, so nothing here knows one task from another.
+`PuzzleError` as a 422 (`puzzle_error`). Outbound: the accepted, step, result, cancelled and
+problem bodies, built from the engine's `StepUpdate` / `JobResult` and the task's formatting, so
+the same bytes go to a sync response, a `solve.completed` event and a job's `result`, whichever
+runner (or broker worker process) ran the job. An `Ending` is how a job ended (state, metrics
+outcome, terminal event); `ending_of` makes one from the engine's final word and
+`ending_from_event` from a terminal event read back from Redis. Task-specific fields (a maze's
+path) come from the task's `extra_step` and `extra_result` hooks, so nothing here knows one task
+from another.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import logging
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import numpy as np
 
+from app.cache import CachedAnswer
 from app.errors import ApiError, internal, invalid, timeout, unavailable
-from app.jobs import JobRecord
-from app.schemas import SolveRequest
+from app.jobs import JobState
+from app.schemas import AcceptedData, SolveRequest, StepData
 from app.settings import Settings
 from trm_core.calibration import Calibration
 from trm_core.engine import JobResult, SearchConfig, StepUpdate
 from trm_core.tasks.base import PuzzleError, Task
 
+log = logging.getLogger(__name__)
 SHUTDOWN_REASON = "shutdown"
+
+
+class JobHeader(Protocol):
+    """What a wire body says about its job (a service `TrackedJob` or a worker's message)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def task(self) -> str: ...
+    @property
+    def model(self) -> str: ...
+    @property
+    def max_steps(self) -> int: ...
+    @property
+    def request_id(self) -> str: ...
+    @property
+    def return_steps(self) -> bool: ...
+
+
+@dataclass(frozen=True)
+class Ending:
+    """How a job ended: its state, its metrics outcome and its terminal event."""
+
+    state: JobState
+    outcome: str
+    name: str
+    data: dict[str, Any]
+    queue_s: float | None = None
+    steps: int | None = None
 
 
 def _r(value: float, digits: int = 4) -> float:
@@ -78,23 +115,24 @@ def puzzle_error(exc: PuzzleError, request: SolveRequest) -> ApiError:
 
 
 def step_data(task: Task, update: StepUpdate) -> dict[str, Any]:
-    """Data of a `solve.step` event (without `type` / `sequence_number`, which the log adds)."""
-    return {
-        "step": update.step,
-        "max_steps": update.max_steps,
-        "grid": task.format(update.answer),
-        "changed": update.changed,
-        "changed_cells": [int(i) for i in update.changed_cells],
-        "confidence": _r(update.confidence),
+    """Data of a `solve.step` event (without `type` / `sequence_number`, which the log adds),
+    built through its documented schema."""
+    return StepData(
+        step=update.step,
+        max_steps=update.max_steps,
+        grid=task.format(update.answer),
+        changed=update.changed,
+        changed_cells=[int(i) for i in update.changed_cells],
+        confidence=_r(update.confidence),
         # Three decimals are plenty to shade cells and keep an 81-cell event near 1 kB.
-        "cell_confidence": np.round(np.asarray(update.cell_confidence, dtype=np.float64),
-                                    3).tolist(),
-        "q_halt": _r(update.q_halt),
-        "valid": bool(update.valid),
-        "attempt": update.attempt,
-        "elapsed_ms": _r(update.elapsed_ms, 2),
+        cell_confidence=np.round(np.asarray(update.cell_confidence, dtype=np.float64),
+                                 3).tolist(),
+        q_halt=_r(update.q_halt),
+        valid=bool(update.valid),
+        attempt=update.attempt,
+        elapsed_ms=_r(update.elapsed_ms, 2),
         **task.extra_step(update.answer),
-    }
+    ).model_dump(exclude_unset=True)
 
 
 def trajectory_entry(task: Task, update: StepUpdate) -> dict[str, Any]:
@@ -109,18 +147,21 @@ def trajectory_entry(task: Task, update: StepUpdate) -> dict[str, Any]:
     }
 
 
-def accepted_data(record: JobRecord, queue_position: int) -> dict[str, Any]:
-    return {"id": record.id, "task": record.task, "model": record.model,
-            "queue_position": queue_position, "max_steps": record.max_steps}
+def accepted_data(record: JobHeader, queue_position: int, **extra: Any) -> dict[str, Any]:
+    """Data of `solve.accepted` (ARC adds its plan as `extra`), built through its documented
+    schema."""
+    return AcceptedData(id=record.id, task=record.task, model=record.model,
+                        queue_position=queue_position, max_steps=record.max_steps,
+                        **extra).model_dump(exclude_unset=True)
 
 
-def cancelled_data(record: JobRecord, reason: str) -> dict[str, Any]:
+def cancelled_data(record: JobHeader, reason: str) -> dict[str, Any]:
     return {"id": record.id, "status": "cancelled", "reason": reason}
 
 
-def result_body(record: JobRecord, task: Task, result: JobResult,
-                puzzle: np.ndarray | None = None,
-                calibration: Calibration | None = None) -> dict[str, Any]:
+def result_body(record: JobHeader, task: Task, result: JobResult,
+                puzzle: np.ndarray | None = None, calibration: Calibration | None = None,
+                trajectory: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """The §7.1 solve result for a solved or unsolved job. A verified answer is the `solution`
     (and `grid`); any other is an `answer` (and `answer_grid`) marked `unverified`, with the
     cells that break a rule as `conflicts` when the task can name them. `confidence` is the
@@ -161,8 +202,18 @@ def result_body(record: JobRecord, task: Task, result: JobResult,
     if puzzle is not None:
         body.update(task.extra_result(puzzle, result.answer))
     if record.return_steps:
-        body["trajectory"] = list(record.trajectory)
+        body["trajectory"] = list(trajectory or [])
     return body
+
+
+def cached_body(record: JobHeader, task: Task, hit: CachedAnswer, puzzle: np.ndarray,
+                attempts: int, total_ms: float,
+                calibration: Calibration | None = None) -> dict[str, Any]:
+    """The solve result of a cache hit: a verified answer of a symmetric twin, no compute."""
+    result = JobResult(record.id, "solved", hit.answer, True, hit.steps_used,
+                       hit.halted_early, hit.confidence, hit.q_halt, attempt=0,
+                       attempts=attempts, queue_ms=0.0, compute_ms=0.0, total_ms=total_ms)
+    return {**result_body(record, task, result, puzzle, calibration), "cached": True}
 
 
 def _conflicts(task: Task, puzzle: np.ndarray, answer: np.ndarray) -> dict[str, Any]:
@@ -189,3 +240,60 @@ def shutdown_error(retry_after_s: int) -> ApiError:
     """The 503 of a job the service could not finish before it stopped."""
     return unavailable(SHUTDOWN_REASON, "the service shut down before the job finished",
                        retry_after_s)
+
+
+# ---------------------------------------------------------------------------------- endings
+
+
+def completed(body: dict[str, Any], queue_s: float | None = None) -> Ending:
+    """A job that answered (`body`: a solve or ARC result)."""
+    status = str(body.get("status", "unsolved"))
+    outcome = status if status in ("solved", "unsolved") else "unsolved"
+    return Ending("succeeded", outcome, "solve.completed", body, queue_s,
+                  body.get("steps_used"))
+
+
+def failed(record: JobHeader, error: ApiError, outcome: str, problem_base_uri: str,
+           steps: int | None = None) -> Ending:
+    """A job that ended with `error` (its problem body is the terminal event)."""
+    return Ending("failed", outcome, "solve.failed",
+                  error.to_problem(record.request_id, problem_base_uri), steps=steps)
+
+
+def cancelled(record: JobHeader, reason: str) -> Ending:
+    return Ending("cancelled", "cancelled", "solve.cancelled", cancelled_data(record, reason))
+
+
+def ending_of(record: JobHeader, task: Task, result: JobResult, settings: Settings, *,
+              puzzle: np.ndarray | None, calibration: Calibration | None,
+              trajectory: list[dict[str, Any]]) -> Ending:
+    """The engine's final word on a job as an `Ending`."""
+    if result.status == "cancelled" and result.error != SHUTDOWN_REASON:
+        return cancelled(record, result.error or "cancelled")
+    if result.status in ("solved", "unsolved"):
+        try:
+            body = result_body(record, task, result, puzzle, calibration, trajectory)
+        except Exception:
+            log.exception("could not format the result of %s", record.id)
+            return failed(record, internal(), "error", settings.problem_base_uri)
+        return completed(body, result.queue_ms / 1000)
+    error, outcome = failure_error(result, settings.retry_after_s)
+    if outcome == "error":
+        log.error("job %s (request %s) failed: %s", record.id, record.request_id, result.error)
+    return failed(record, error, outcome, settings.problem_base_uri, result.steps_used)
+
+
+def ending_from_event(name: str, data: dict[str, Any]) -> Ending:
+    """A terminal event read back (from Redis) as an `Ending`."""
+    if name == "solve.completed":
+        timing = data.get("timing") or {}
+        return completed(data, float(timing.get("queue_ms", 0.0)) / 1000)
+    if name == "solve.cancelled":
+        return Ending("cancelled", "cancelled", name, data)
+    outcome = {504: "timeout", 503: "rejected"}.get(int(data.get("status", 500)), "error")
+    return Ending("failed", outcome, name, data)
+
+
+def outcome_of(error: ApiError) -> str:
+    """The metrics outcome of a job that failed with `error`."""
+    return {504: "timeout", 503: "rejected"}.get(error.status, "error")

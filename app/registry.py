@@ -1,4 +1,4 @@
-"""The loaded models: one checkpoint, one `Engine` and one worker thread per model.
+"""The loaded models: one checkpoint, one `Engine` and one engine thread per model.
 
 `ModelRegistry.load` finds every checkpoint under the checkpoint folder (`TRM_CHECKPOINT_DIR`, else
 the shipped ones: `Settings.checkpoint_root`), builds an engine for it on the configured device,
@@ -11,23 +11,33 @@ serving either would silently shadow the other.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
+from safetensors import safe_open
 
 from app import errors
+from app.engine_thread import EngineThread
 from app.metrics import Metrics, ModelMetrics
 from app.settings import Settings
-from app.worker import EngineWorker
 from trm_core.calibration import Calibration
-from trm_core.checkpoint import Checkpoint, find_checkpoints, load_checkpoint, read_card
+from trm_core.checkpoint import (
+    Checkpoint,
+    file_sha256,
+    find_checkpoints,
+    load_checkpoint,
+    read_card,
+    weights_path,
+)
+from trm_core.config import ModelConfig
 from trm_core.engine import Engine, TickStats
-from trm_core.inference import prepare_for_inference
-from trm_core.model import count_parameters
+from trm_core.inference import prepare_for_inference, resolve_precision
+from trm_core.model import TRM, count_parameters
 from trm_core.tasks import TASKS, get_task
 from trm_core.tasks.base import Task
 
@@ -58,6 +68,31 @@ def _ambiguous_ids(stems: list[Path]) -> dict[str, list[Path]]:
     return {model_id: paths for model_id, paths in claims.items() if len(paths) > 1}
 
 
+# TRM's persistent buffers (its initial states, trm_core/model.py): in the weights file, not
+# parameters. tests/app/test_service_setup.py holds the header count to `count_parameters`.
+_BUFFERS = frozenset({"y_init", "z_init"})
+
+
+@dataclass
+class CardCheckpoint(Checkpoint):
+    """A checkpoint's card and identity without its weights (a broker-mode API replica's
+    view: the broker workers load the weights). `model` is never built."""
+
+    parameters: int = 0
+
+    def __post_init__(self) -> None:
+        self.config = ModelConfig.from_dict(self.card["model"])
+
+    @classmethod
+    def read(cls, stem: Path) -> CardCheckpoint:
+        weights = weights_path(stem)
+        with safe_open(str(weights), "pt") as header:  # reads the header, no tensor
+            parameters = sum(math.prod(header.get_slice(name).get_shape())
+                             for name in header.keys() if name not in _BUFFERS)  # noqa: SIM118
+        no_model = cast(TRM, None)  # what a card-only entry must never touch
+        return cls(no_model, read_card(stem), stem, file_sha256(weights), parameters)
+
+
 class UnknownModel(LookupError):
     """No loaded model of the task matches the reference; `available` lists those that do."""
 
@@ -70,12 +105,13 @@ class UnknownModel(LookupError):
 
 @dataclass
 class ModelEntry:
-    """A servable model: checkpoint, task, engine, worker and its bound metrics."""
+    """A servable model: checkpoint, task, engine, engine thread and its bound metrics. A
+    card-only entry (`ModelRegistry.read_cards`: a broker-mode API replica) has neither."""
 
     checkpoint: Checkpoint
     task: Task
-    engine: Engine
-    worker: EngineWorker
+    loaded_engine: Engine | None
+    loaded_thread: EngineThread | None
     metrics: ModelMetrics
     device: str
     precision: str  # `Precision.name`: the arithmetic its steps run in
@@ -91,12 +127,23 @@ class ModelEntry:
     calibration: Calibration | None = field(init=False)
 
     def __post_init__(self) -> None:
-        self.parameters = count_parameters(self.checkpoint.model)
+        self.parameters = (self.checkpoint.parameters if isinstance(self.checkpoint, CardCheckpoint)
+                           else count_parameters(self.checkpoint.model))
         self.calibration = _calibration(self.checkpoint)
 
     @property
     def id(self) -> str:
         return self.checkpoint.id
+
+    @property
+    def engine(self) -> Engine:
+        assert self.loaded_engine is not None, f"{self.id} is a card only: no engine"
+        return self.loaded_engine
+
+    @property
+    def thread(self) -> EngineThread:
+        assert self.loaded_thread is not None, f"{self.id} is a card only: no engine thread"
+        return self.loaded_thread
 
     @property
     def max_steps(self) -> int:
@@ -180,7 +227,12 @@ class ModelRegistry:
 
     # ------------------------------------------------------------------------------- loading
 
-    def load(self) -> None:
+    def read_cards(self) -> None:
+        """Every checkpoint's card, without its weights or an engine (blocking): what a
+        broker-mode API replica needs to admit and describe jobs that broker workers run."""
+        self.load(engines=False)
+
+    def load(self, engines: bool = True) -> None:
         """Load every checkpoint (blocking; call it off the event loop)."""
         device = self.settings.resolved_device(torch.cuda.is_available())
         if self.settings.torch_threads is not None:
@@ -192,7 +244,8 @@ class ModelRegistry:
             self._warn_no_checkpoints()
         for stem in stems:
             try:
-                entry = self._load_one(stem, device)
+                entry = (self._load_one(stem, device) if engines
+                         else self._card_only(stem, device))
             except Exception as exc:
                 log.exception("could not load checkpoint %s", stem)
                 self.load_errors.append(f"{stem}: {exc}")
@@ -244,10 +297,24 @@ class ModelRegistry:
         load_s = time.perf_counter() - started
         self.metrics.register_model(ckpt.id, task.name, ckpt.version, ckpt.sha256, device,
                                     load_s, lambda: (engine.queue_depth, engine.active_slots))
-        worker = EngineWorker(engine, ckpt.id)
+        thread = EngineThread(engine, ckpt.id)
         identifiers = task.load_model_extras(Path(stem), ckpt.config.num_puzzle_ids)
-        return ModelEntry(ckpt, task, engine, worker, bound, device, precision.name, slots,
+        return ModelEntry(ckpt, task, engine, thread, bound, device, precision.name, slots,
                           max_queue, load_s, identifiers=identifiers)
+
+    def _card_only(self, stem: Path, device: str) -> ModelEntry:
+        """An entry from the card and the weights file's header alone: no tensor is read and
+        no engine built, so describing a model costs no weights or engine buffers."""
+        started = time.perf_counter()
+        ckpt = CardCheckpoint.read(stem)
+        task = get_task(ckpt.task)
+        slots = self.settings.slots_for(device)
+        precision = resolve_precision(self.settings.dtype, device, self.settings.autocast)
+        identifiers = task.load_model_extras(Path(stem), ckpt.config.num_puzzle_ids)
+        return ModelEntry(ckpt, task, None, None,
+                          self.metrics.bind_model(ckpt.id, task.name, device), device,
+                          precision.name, slots, self.settings.queue_for(slots),
+                          time.perf_counter() - started, warmed=True, identifiers=identifiers)
 
     def _pick_defaults(self) -> dict[str, str]:
         """Configured defaults first; otherwise the first name of a task, highest version."""
@@ -273,13 +340,13 @@ class ModelRegistry:
                 log.info("warmed up %s in %.2f s", entry.id, time.perf_counter() - started)
             entry.warmed = True
 
-    def start_workers(self) -> None:
+    def start_engines(self) -> None:
         for entry in self.entries.values():
-            entry.worker.start()
+            entry.thread.start()
 
-    def stop_workers(self, timeout_s: float = 10.0) -> None:
+    def stop_engines(self, timeout_s: float = 10.0) -> None:
         for entry in self.entries.values():
-            entry.worker.stop(timeout_s)
+            entry.thread.stop(timeout_s)
 
     # ------------------------------------------------------------------------------- lookup
 
@@ -287,8 +354,8 @@ class ModelRegistry:
     def warmed(self) -> bool:
         return bool(self.entries) and all(e.warmed for e in self.entries.values())
 
-    def dead_workers(self) -> list[str]:
-        return [e.id for e in self.entries.values() if not e.worker.alive]
+    def dead_engines(self) -> list[str]:
+        return [e.id for e in self.entries.values() if not e.thread.alive]
 
     def for_task(self, task: str) -> list[ModelEntry]:
         return [e for e in self.entries.values() if e.checkpoint.task == task]

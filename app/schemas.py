@@ -189,21 +189,33 @@ class SolveResult(BaseModel):
                           "task's check, as `valid`)")
 
 
-class AcceptedEvent(BaseModel):
-    type: Literal["solve.accepted"] = "solve.accepted"
-    sequence_number: int
+class AcceptedData(BaseModel):
+    """Data of the `solve.accepted` event, as `app.payloads` builds it (unknown fields are an
+    error, so what is sent cannot drift from what is documented)."""
+
+    model_config = ConfigDict(extra="forbid")
     id: str
     task: str
     model: str
     queue_position: int
     max_steps: int
+    mode: str | None = Field(None, description="arc only: known (trained versions) or adapted")
+    versions: int | None = Field(None, description="arc only: versions to predict and vote over")
+    test_inputs: int | None = Field(None, description="arc only: test inputs of the task")
 
 
-class StepEvent(BaseModel):
-    """Data of one `solve.step` event: what one supervision step did."""
+class AcceptedEvent(AcceptedData):
+    """A `solve.accepted` event's data as sent: the accepted data plus its SSE bookkeeping."""
 
-    type: Literal["solve.step"] = "solve.step"
+    type: Literal["solve.accepted"] = "solve.accepted"
     sequence_number: int
+
+
+class StepData(BaseModel):
+    """Data of one `solve.step` event: what one supervision step did, as `app.payloads` builds
+    it (unknown fields are an error, so what is sent cannot drift from what is documented)."""
+
+    model_config = ConfigDict(extra="forbid")
     step: int
     max_steps: int
     grid: str = Field(description="the answer so far, givens kept: in progress, so unverified "
@@ -220,6 +232,13 @@ class StepEvent(BaseModel):
     path_cells: int | None = Field(None, description="maze only: 'o' cells drawn so far")
     path_length: int | None = Field(
         None, description="maze only: steps along the drawn path once it joins S to G, else null")
+
+
+class StepEvent(StepData):
+    """A `solve.step` event's data as sent: the step data plus its SSE bookkeeping."""
+
+    type: Literal["solve.step"] = "solve.step"
+    sequence_number: int
 
 
 class ErrorEntry(BaseModel):

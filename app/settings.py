@@ -10,7 +10,7 @@ import logging
 import site
 import sysconfig
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -216,12 +216,14 @@ class Settings(BaseSettings):
     worker_metrics_port: int | None = Field(
         default=None, ge=0, le=65535, description="a worker's /metrics port; unset: none")
     cache_enabled: bool = Field(
-        default=True, description="answer symmetric repeats of solved puzzles from Redis")
+        default=True, description="answer symmetric repeats of solved puzzles from the cache "
+        "(Redis in broker mode, else in this process)")
+    cache_max_entries: int = Field(
+        default=10_000, ge=0, description="answers the in-process cache keeps (no broker); "
+        "the least recently used go first")
     cache_ttl_s: float = Field(default=86400.0, gt=0,
                                description="how long a cached answer lives")
-    worker_fault: Literal["", "drop", "slow"] = Field(
-        default="", description="fault injection for tests: drop = take jobs and never finish "
-        "them; slow = 5 ms extra per job step, so a batch is still running when a test kills it")
+
 
     @field_validator("default_models", "api_keys", "allowed_hosts", mode="before")
     @classmethod

@@ -53,8 +53,10 @@ def connect(settings: Settings) -> redis.Redis:
                                 health_check_interval=15)
 
 
-def serve(settings: Settings, stop: threading.Event) -> None:
-    """Load models, then run the worker until `stop` is set."""
+def serve(settings: Settings, stop: threading.Event,
+          worker_class: type[BrokerWorker] = BrokerWorker) -> None:
+    """Load models, then run the worker until `stop` is set (tests bring a faulty
+    `worker_class`: tests/fault_worker.py)."""
     metrics = Metrics()
     registry = ModelRegistry(settings, metrics)
     registry.load()
@@ -68,18 +70,19 @@ def serve(settings: Settings, stop: threading.Event) -> None:
         log.warning("TRM_RECLAIM_IDLE_S=%.1f is below TRM_REQUEST_TIMEOUT_S=%.0f: slow jobs "
                     "may be reclaimed while still running", settings.reclaim_idle_s,
                     settings.request_timeout_s)
-    registry.start_workers()
+    registry.start_engines()
     if settings.worker_metrics_port is not None:
         start_http_server(settings.worker_metrics_port, addr=settings.host,
                           registry=metrics.registry)
         log.info("metrics on %s:%d", settings.host, settings.worker_metrics_port)
     try:
-        BrokerWorker(settings, registry, connect(settings), settings.worker_id).run(stop)
+        worker_class(settings, registry, connect(settings), settings.worker_id).run(stop)
     finally:
-        registry.stop_workers()
+        registry.stop_engines()
 
 
-def main(argv: Sequence[str] | None = None, prog: str = "python -m app.worker_main") -> int:
+def main(argv: Sequence[str] | None = None, prog: str = "python -m app.worker_main",
+         worker_class: type[BrokerWorker] = BrokerWorker) -> int:
     settings = settings_from_flags(vars(build_parser(prog).parse_args(argv)))
     if not settings.redis_url:
         log.error("a worker needs TRM_REDIS_URL (or --redis-url)")
@@ -87,7 +90,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m app.worker_ma
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    serve(settings, stop)
+    serve(settings, stop, worker_class)
     return 0
 
 

@@ -34,6 +34,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a source checkout
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # in_thread.py
 
 from training.bundle import write_bundle  # noqa: E402
 from training.bundle_solve import Bundle  # noqa: E402
@@ -87,9 +88,9 @@ def onnxruntime_runs(folder: Path, puzzles: list[str], halting: str) -> list[Run
 def browser_runs(stem: Path, sets: dict[str, list[str]], chromium: str,
                  halting: str) -> dict[str, list[Run]]:
     """The viewer's runner on the bundle the service offers (the same files), per set."""
+    from in_thread import serve_in_thread  # tests/in_thread.py (on sys.path above)
     from playwright.sync_api import sync_playwright
 
-    from app.server import serve_in_thread
     from app.settings import Settings
 
     with tempfile.TemporaryDirectory() as root:

@@ -36,8 +36,10 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a source checkout
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # in_thread.py
 
-from app.server import serve_in_thread  # noqa: E402
+from in_thread import serve_in_thread  # noqa: E402
+
 from app.settings import Settings  # noqa: E402
 from trm_core.data import load_puzzle_csv  # noqa: E402
 from trm_core.inference import cpu_description  # noqa: E402

@@ -39,11 +39,13 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a source checkout
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # in_thread.py
 
+from in_thread import RunningServer, serve_in_thread  # noqa: E402
+
+from app.engine_thread import LoopBridge  # noqa: E402
 from app.registry import ModelEntry  # noqa: E402
-from app.server import RunningServer, serve_in_thread  # noqa: E402
 from app.settings import Settings  # noqa: E402
-from app.worker import LoopBridge  # noqa: E402
 from trm_core.checkpoint import find_checkpoints, save_checkpoint  # noqa: E402
 from trm_core.config import ModelConfig  # noqa: E402
 from trm_core.engine import Job, JobResult  # noqa: E402

@@ -9,7 +9,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from app.jobs import JobRecord
+from app.jobs import TrackedJob
 from app.service import SolveService
 from app.sse import SSEResponse
 
@@ -35,7 +35,7 @@ async def client_disconnected(request: Request) -> None:
             return
 
 
-async def answer(request: Request, record: JobRecord, stream: bool) -> Response:
+async def answer(request: Request, record: TrackedJob, stream: bool) -> Response:
     """The admitted solve's events as SSE (cancelled if the client leaves), or its result."""
     service = service_of(request)
     if stream:

@@ -52,5 +52,5 @@ async def job_events(job_id: str, request: Request,
 @router.delete("/v1/jobs/{job_id}", status_code=204, responses=PROBLEM_RESPONSES)
 async def cancel_job(job_id: str, request: Request) -> Response:
     """Cancel a queued or running job; 409 when it already finished."""
-    await service_of(request).cancel_job_anywhere(job_id)
+    await service_of(request).cancel_job(job_id)
     return Response(status_code=204)

@@ -1,6 +1,10 @@
 """Fixtures for the HTTP service tests: a tiny seeded Sudoku checkpoint, settings pointing at it,
 a real uvicorn server on a loopback port, an engine-speed control, and SSE / metrics parsers.
 
+`shared_server` (and so `client`) runs every contract test twice, once per runner: "local"
+(engine threads in the server's process) and "broker" (a private redis-server, one broker worker
+process and an API replica in broker mode), so both modes keep one HTTP contract.
+
 The model is untrained, so answers are mostly "unsolved"; tests check shapes, sequences and
 statuses, not correctness.
 """
@@ -15,9 +19,10 @@ import httpx
 import pytest
 import torch
 from http_helpers import MAX_STEPS, TickControl
+from in_thread import RunningServer, serve_in_thread
+from redis_helpers import broker_stack
 
 from app.metrics import ModelMetrics
-from app.server import RunningServer, serve_in_thread
 from app.settings import Settings
 from trm_core.checkpoint import save_checkpoint
 from trm_core.config import ModelConfig
@@ -48,12 +53,23 @@ def make_settings(checkpoint_dir: Path) -> Callable[..., Settings]:
     return make
 
 
-@pytest.fixture(scope="module")
-def shared_server(checkpoint_dir: Path) -> Iterator[RunningServer]:
-    """One server for the tests that do not change its state or settings."""
+@pytest.fixture(scope="module", params=["local", "broker"])
+def shared_server(request: pytest.FixtureRequest, checkpoint_dir: Path,
+                  tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """One server for the tests that do not change its state or settings, per runner."""
     settings = Settings(checkpoint_dir=checkpoint_dir, device="cpu", max_batch_size=16)
-    with serve_in_thread(settings) as running:
+    if request.param == "local":
+        with serve_in_thread(settings) as running:
+            yield running
+        return
+    with broker_stack(settings, tmp_path_factory.mktemp("broker")) as running:
         yield running
+
+
+@pytest.fixture
+def runner(shared_server: RunningServer, request: pytest.FixtureRequest) -> str:
+    """Which runner `client` talks to: "local" or "broker"."""
+    return str(request.node.callspec.params["shared_server"])
 
 
 @pytest.fixture

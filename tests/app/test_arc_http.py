@@ -21,11 +21,11 @@ import numpy as np
 import pytest
 import torch
 from http_helpers import TERMINAL, assert_problem, parse_sse, wait_until
+from in_thread import RunningServer, serve_in_thread
 from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 from mcp.types import TextContent
 
-from app.server import RunningServer, serve_in_thread
 from app.settings import Settings
 from trm_core.checkpoint import save_checkpoint
 from trm_core.config import ModelConfig
@@ -262,6 +262,22 @@ def test_arc_is_refused_with_503_when_its_queue_is_full(
     assert 'trm_rejections_total{reason="queue_full",task="arc"} 2.0' in metrics
     assert http.delete(first.headers["location"]).status_code == 204
     wait_until(lambda: http.post("/v1/solve/arc", json=KNOWN).status_code == 200, timeout_s=10)
+
+
+def test_a_full_engine_queue_delays_predictions_until_a_job_finishes(
+        start_arc_server: Callable[..., httpx.Client]) -> None:
+    """With room for one queued engine job, each run's second submit finds the queue full; it
+    waits for a job of that engine to finish (no polling) and every version still answers."""
+    http = start_arc_server(max_queue_size=1, arc_versions=3)
+
+    async def both() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=str(http.base_url), timeout=60) as client:
+            return list(await asyncio.gather(*(client.post("/v1/solve/arc", json=KNOWN)
+                                               for _ in range(2))))
+
+    for response in asyncio.run(both()):
+        assert response.status_code == 200
+        check_answers(response.json(), len(KNOWN["test"]))
 
 
 def test_a_client_that_leaves_frees_the_fit_within_a_micro_batch(

@@ -23,9 +23,8 @@ from bundle_cases import (
     rounding_sensitive_puzzles,
     server_run,
 )
+from in_thread import RunningServer, serve_in_thread
 from shipped_models import SMALL, SMALL_ID, TINY_ID
-
-from app.server import RunningServer, serve_in_thread
 
 pytest.importorskip("onnxscript", reason="the [onnx] extra is not installed")
 pytestmark = [needs_chromium, pytest.mark.slow]  # the server exports the bundle: about 10 s

@@ -12,8 +12,8 @@ from urllib.parse import urlparse
 import httpx
 import pytest
 from browser_helpers import chromium, needs_chromium
+from in_thread import RunningServer, serve_in_thread
 
-from app.server import RunningServer, serve_in_thread
 from app.settings import Settings
 
 pytestmark = needs_chromium

@@ -14,11 +14,11 @@ from typing import Any
 
 import pytest
 import schemathesis
+from in_thread import serve_in_thread
 from schemathesis.checks import not_a_server_error, response_schema_conformance
 from shipped_models import tiny_only
 
 from app.schemas import EXAMPLE_PUZZLE
-from app.server import serve_in_thread
 from app.settings import Settings
 from trm_core.tasks.sudoku_examples import EXAMPLES as SUDOKU_EXAMPLES
 

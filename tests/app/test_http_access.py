@@ -9,8 +9,7 @@ from collections.abc import Callable
 import httpx
 import pytest
 from http_helpers import PUZZLE, assert_problem
-
-from app.server import RunningServer
+from in_thread import RunningServer
 
 StartServer = Callable[..., tuple[RunningServer, httpx.Client]]
 

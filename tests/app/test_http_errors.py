@@ -8,8 +8,7 @@ from typing import Any
 import httpx
 import pytest
 from http_helpers import MODEL_ID, PUZZLE, assert_problem
-
-from app.server import RunningServer
+from in_thread import RunningServer
 
 SOLVE = "/v1/solve/sudoku"
 

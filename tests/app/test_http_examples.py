@@ -14,8 +14,8 @@ from typing import Any
 
 import httpx
 from http_helpers import assert_problem
+from in_thread import RunningServer, serve_in_thread
 
-from app.server import RunningServer, serve_in_thread
 from app.settings import Settings
 from trm_core.tasks.sudoku import parse_puzzle
 from trm_core.tasks.sudoku_generate import solve

@@ -17,9 +17,9 @@ from http_helpers import (
     parse_sse,
     wait_until,
 )
+from in_thread import RunningServer
 
-from app.jobs import JobRecord, JobStore
-from app.server import RunningServer
+from app.jobs import JobStore, TrackedJob
 
 JOB = {"task": "sudoku", "puzzle": PUZZLE, "halting": "never"}
 
@@ -141,7 +141,7 @@ def test_store_forgets_finished_jobs_after_the_ttl() -> None:
     assert store.sweep() == 1 and store.get(done.id) is None and store.get(running.id)
 
 
-def _finished_job(store: JobStore, steps: int = 4) -> JobRecord:
+def _finished_job(store: JobStore, steps: int = 4) -> TrackedJob:
     record = store.create("job", "sudoku", "m@1", steps, "req", keep_events=True)
     store.publish(record, "solve.accepted", {}, event_id=0)
     for step in range(1, steps + 1):

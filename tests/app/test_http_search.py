@@ -11,8 +11,7 @@ from typing import Any
 
 import httpx
 from http_helpers import MAX_STEPS, PUZZLE, assert_problem, parse_sse
-
-from app.server import RunningServer
+from in_thread import RunningServer
 
 Starter = Callable[..., tuple[RunningServer, httpx.Client]]
 

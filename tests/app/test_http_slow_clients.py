@@ -11,8 +11,7 @@ from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
-
-from app.server import RunningServer
+from in_thread import RunningServer
 
 StartServer = Callable[..., tuple[RunningServer, httpx.Client]]
 CLIENTS = 100  # slow clients per test; each holds a socket on both ends

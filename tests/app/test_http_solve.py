@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 from http_helpers import MAX_STEPS, MODEL_ID, PUZZLE, TERMINAL, answer_text, parse_sse
 
-from app.schemas import SolveResult, StepEvent
+from app.schemas import AcceptedEvent, SolveResult, StepEvent
 
 
 def test_sync_solve_returns_a_full_result(client: httpx.Client) -> None:
@@ -82,8 +82,9 @@ def test_sse_event_sequence(client: httpx.Client) -> None:
         assert event["data"]["sequence_number"] == event["id"]
     accepted = events[0]["data"]
     assert accepted["model"] == MODEL_ID and accepted["max_steps"] == MAX_STEPS
+    assert AcceptedEvent.model_validate(accepted).model_dump(exclude_unset=True) == accepted
     for step, event in enumerate(events[1:-1], start=1):
-        data = StepEvent.model_validate(event["data"])
+        data = StepEvent.model_validate(event["data"])  # extra fields are refused
         assert data.step == step and len(data.grid) == 81 and len(data.cell_confidence) == 81
         assert data.changed == len(data.changed_cells)
         assert all(round(c, 3) == c for c in data.cell_confidence)

@@ -17,6 +17,7 @@ import httpx
 import numpy as np
 import pytest
 from http_helpers import assert_problem, metric_value, parse_sse, wait_until
+from in_thread import RunningServer, serve_in_thread
 from maze_helpers import (
     MAZE_ID,
     MAZE_STEPS,
@@ -29,7 +30,6 @@ from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 
 from app.schemas import SolveResult, StepEvent
-from app.server import RunningServer, serve_in_thread
 from app.settings import Settings
 from trm_core.tasks import get_task
 

@@ -12,12 +12,12 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 from http_helpers import metric_value
+from in_thread import RunningServer, serve_in_thread
 from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 from mcp.types import CallToolResult, TextContent
 from shipped_models import tiny_only
 
-from app.server import RunningServer, serve_in_thread
 from app.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]

@@ -15,6 +15,7 @@ from app.__main__ import build_parser, main
 from app.jobs import JobStore
 from app.metrics import Metrics
 from app.registry import ModelRegistry, UnknownModel
+from app.runners import make_runner
 from app.service import SolveService
 from app.settings import Settings
 from trm_core.checkpoint import save_checkpoint
@@ -133,7 +134,22 @@ def test_two_checkpoints_with_one_id_are_refused_loudly(
     assert str(model_zoo / "mine" / "copy") in message and "--checkpoints" in message
     assert any(r.levelname == "ERROR" and "b-model@2" in r.getMessage() for r in caplog.records)
     service = SolveService(registry.settings, registry, JobStore(60.0), registry.metrics)
+    service.use(make_runner(service))
     assert service.readiness()["models_loaded"] == message
+
+
+def test_card_only_entries_describe_models_as_loaded_ones(model_zoo: Path) -> None:
+    """A broker-mode API replica reads cards and weight headers only (no engine), and says
+    the same about each model as a replica that loaded it: id, config, sha256, parameters."""
+    loaded = _registry(model_zoo)
+    cards = ModelRegistry(loaded.settings, Metrics())
+    cards.read_cards()
+    assert sorted(cards.entries) == sorted(loaded.entries)
+    assert cards.defaults == loaded.defaults and cards.load_errors == loaded.load_errors
+    for model_id, entry in cards.entries.items():
+        assert entry.loaded_engine is None and entry.loaded_thread is None
+        assert entry.describe(True) == {**loaded.entries[model_id].describe(True),
+                                        "warmed": True}
 
 
 def test_trm_serve_help_names_itself(capsys: pytest.CaptureFixture) -> None:

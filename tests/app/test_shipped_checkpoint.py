@@ -18,10 +18,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from in_thread import serve_in_thread
 
 from app.metrics import Metrics
 from app.registry import ModelRegistry
-from app.server import serve_in_thread
 from app.settings import Settings
 from trm_core.tasks import get_task
 

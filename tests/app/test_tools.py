@@ -10,9 +10,9 @@ from typing import Any
 
 import httpx
 import pytest
+from in_thread import serve_in_thread
 from shipped_models import tiny_only
 
-from app.server import serve_in_thread
 from app.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]

@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 from browser_helpers import WATCH_STEPS, chromium, needs_chromium, open_viewer
+from in_thread import RunningServer, serve_in_thread
 from shipped_models import tiny_only
 
-from app.server import RunningServer, serve_in_thread
 from app.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]

@@ -8,8 +8,8 @@ from collections.abc import Callable
 import httpx
 import numpy as np
 from http_helpers import assert_problem
+from in_thread import RunningServer
 
-from app.server import RunningServer
 from trm_core.tasks.sudoku import parse_puzzle
 from trm_core.tasks.sudoku_generate import count_guesses, solve
 

@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 from browser_helpers import WATCH_STEPS, chromium, needs_chromium
+from in_thread import RunningServer, serve_in_thread
 from maze_helpers import committed_mazes, save_maze_checkpoint, save_sudoku_checkpoint
 
-from app.server import RunningServer, serve_in_thread
 from app.settings import Settings
 
 pytestmark = needs_chromium

@@ -11,7 +11,8 @@ import re
 
 import httpx
 import numpy as np
-from conftest import easy_puzzles, free_port
+from redis_helpers import free_port
+from shipped_models import easy_puzzles
 
 from trm_core.tasks import TASKS
 

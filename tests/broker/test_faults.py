@@ -9,7 +9,8 @@ import signal
 import time
 
 import httpx
-from conftest import easy_puzzles, wait_until
+from redis_helpers import wait_until
+from shipped_models import easy_puzzles
 
 from app import broker
 

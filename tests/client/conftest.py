@@ -6,9 +6,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from in_thread import RunningServer, serve_in_thread
 from shipped_models import tiny_only
 
-from app.server import RunningServer, serve_in_thread
 from app.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]

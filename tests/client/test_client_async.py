@@ -6,9 +6,9 @@ import asyncio
 
 import httpx
 import pytest
+from in_thread import RunningServer, serve_in_thread
 from trm_client import AsyncClient, Client, Conflict, Overloaded
 
-from app.server import RunningServer, serve_in_thread
 from app.settings import Settings
 
 README_PUZZLE = "..3.2.6..9..3.5..1..18.64....81.29..7.......8..67.82....26.95..8..2.3..9..5.1.3.."

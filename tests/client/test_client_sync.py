@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from in_thread import RunningServer
 from trm_client import Client, InvalidPuzzle, NotFound, SolveResult, StepEvent
-
-from app.server import RunningServer
 
 README_PUZZLE = "..3.2.6..9..3.5..1..18.64....81.29..7.......8..67.82....26.95..8..2.3..9..5.1.3.."
 README_SOLUTION = (

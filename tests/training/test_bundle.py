@@ -29,9 +29,9 @@ from bundle_cases import (
     rounding_sensitive_puzzles,
     server_run,
 )
+from in_thread import RunningServer, serve_in_thread
 from shipped_models import SMALL, TINY, TINY_ID
 
-from app.server import RunningServer, serve_in_thread
 from training.cli import main as trm
 from trm_core.tasks import get_task
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+from in_thread import serve_in_thread
 
-from app.server import serve_in_thread
 from app.settings import Settings
 from training import calibrate
 from training.cli import main

@@ -85,7 +85,8 @@ def test_import_official(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
 def test_eval_against_a_running_service(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     """`trm eval --url` scores the service's answers like a checkpoint's: the shipped model
     served over HTTP gets the same exact accuracy as evaluated in process."""
-    from app.server import serve_in_thread
+    from in_thread import serve_in_thread
+
     from app.settings import Settings
 
     root = Path(__file__).resolve().parents[2]

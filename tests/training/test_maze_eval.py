@@ -87,7 +87,8 @@ def _skip_bf16_without_native_support(dtype: str) -> None:
 def test_checkpoint_and_service_agree_per_path_length_bucket(
         official_file: Path, checkpoint_dir: Path, mazes: list[tuple[str, str, int, str]],
         tmp_path: Path, capsys: pytest.CaptureFixture, dtype: str) -> None:
-    from app.server import serve_in_thread
+    from in_thread import serve_in_thread
+
     from app.settings import Settings
 
     _skip_bf16_without_native_support(dtype)

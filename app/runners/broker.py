@@ -1,174 +1,82 @@
-"""The API side of broker mode: enqueue jobs on Redis Streams and follow their event streams.
+"""`BrokerRunner`: jobs go on Redis Streams for broker worker processes (`app.worker_main`);
+this replica follows their event streams.
 
-`RemoteJobs` replaces the in-process engine behind `SolveService` when `TRM_REDIS_URL` is set.
-Admission stays synchronous: a watcher task refreshes Redis reachability, the models that live
-workers announce and each model's queue depth twice a second, and `refusal` answers from that
-snapshot. The Redis writes of a job (and the cache lookup) then run in a task per job. Events
-come back through one `EventReader` per replica: a single blocking XREAD over the event streams
-`trm:ev:{job}` of every job it follows, handing each event to the service, so following a
-thousand jobs costs one Redis connection, and sync solves, POST streams and job event streams on
-any replica read the same events. A followed job whose state vanished from Redis (a restart
-without persistence) fails within seconds instead of waiting out its deadline.
+Chosen when `TRM_REDIS_URL` is set. The replica reads model cards only (no weights, no engine
+buffers): the workers run the models. Admission stays synchronous: a watcher task refreshes
+Redis reachability, the models that live workers announce and each model's queue depth twice a
+second, and `refusal` answers from that snapshot. The Redis writes of a job (and the cache
+lookup) then run in a task per job. Events come back through one `EventReader` per replica
+(`broker_events`), so following a thousand jobs costs one Redis connection, and sync solves,
+POST streams and job event streams on any replica read the same events. A followed job whose
+state vanished from Redis (a restart without persistence) fails within seconds instead of
+waiting out its deadline.
 
-Boundaries: asyncio redis-py only; no FastAPI. Job state lives in the service's `JobRecord`s;
-this module only moves events between Redis and the `deliver` callback.
+Boundaries: asyncio redis-py only; no FastAPI. Events read back become ledger events.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-import numpy as np
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from app import broker, cache, errors, payloads
-from app.jobs import JobRecord
+from app.jobs import TrackedJob
+from app.ledger import Ledger
 from app.metrics import Metrics
-from app.registry import ModelEntry
+from app.registry import ModelEntry, ModelRegistry
+from app.runners.base import PuzzleWork, Runner, Work, WorkKind, answers_from_cache
+from app.runners.broker_events import EventReader
 from app.settings import Settings
-from trm_core.engine import JobResult
 
 log = logging.getLogger(__name__)
-Deliver = Callable[[JobRecord, str, dict[str, Any], int | None], None]
 _WATCH_EVERY_S = 0.5
-# A new follower waits at most this long for the reader's current XREAD to return.
-_READ_BLOCK_MS = 100
-_READ_COUNT = 100
 _FOLLOW_MARGIN_S = 10.0
-# A followed job whose event stream and result are both missing this long (two checks at least
-# this far apart) is lost: Redis restarted without its data.
-_LOST_AFTER_S = 5.0
 
 
-@dataclass
-class _Followed:
-    record: JobRecord
-    last: str
-    end: float
-    done: asyncio.Future[None]
-    missing_since: float | None = None
+def connect(settings: Settings) -> aioredis.Redis:
+    """The replica's client: a bounded pool that makes a caller wait for a free connection
+    instead of failing (jobs in flight share one event reader, so their count no longer sets
+    the connection count)."""
+    assert settings.redis_url is not None
+    pool = aioredis.BlockingConnectionPool.from_url(
+        settings.redis_url, max_connections=settings.redis_max_connections, timeout=10,
+        decode_responses=True, socket_connect_timeout=2.0, socket_timeout=10.0,
+        client_name="trm-api")
+    log.info("broker mode: jobs go through %s", settings.redis_url.split("@")[-1])
+    return aioredis.Redis.from_pool(pool)  # closing the client closes the pool
 
 
-class EventReader:
-    """Follows many jobs' event streams with one blocking XREAD at a time (one connection).
-
-    `follow` registers a job and waits until its terminal event arrived or its time is up; the
-    reader task delivers every event in stream order, per job, exactly as it was written."""
-
-    def __init__(self, client: aioredis.Redis, deliver: Deliver) -> None:
-        self.client = client
-        self.deliver = deliver
-        self._followed: dict[str, _Followed] = {}
-        self._wake = asyncio.Event()
-        self._next_check = 0.0
-
-    def __len__(self) -> int:
-        return len(self._followed)
-
-    async def follow(self, record: JobRecord, last: str, end: float) -> None:
-        """Deliver `record`'s events after stream id `last` until its terminal event or the
-        monotonic time `end` (or until its state is found lost); the caller checks
-        `record.terminal` afterwards."""
-        key = broker.events_key(record.id)
-        if key in self._followed:  # already followed (a second waiter): wait for the same end
-            await asyncio.shield(self._followed[key].done)
-            return
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._followed[key] = _Followed(record, last, end, done)
-        self._wake.set()
-        try:
-            await done
-        finally:
-            if self._followed.get(key) is not None and self._followed[key].done is done:
-                del self._followed[key]
-
-    async def run(self) -> None:
-        """The reader task: forever, one XREAD over every followed stream."""
-        while True:
-            if not self._followed:
-                self._wake.clear()
-                await self._wake.wait()
-                continue
-            try:
-                await self._read_once()
-                await self._check_lost()
-            except (RedisError, OSError) as exc:
-                log.debug("reading job events failed (%s); retrying", exc)
-                await asyncio.sleep(0.5)
-            except Exception:  # the reader must outlive any one bad reply, or every job hangs
-                log.exception("reading job events failed")
-                await asyncio.sleep(0.5)
-            self._expire()
-
-    async def _read_once(self) -> None:
-        streams: dict[Any, Any] = {key: f.last for key, f in self._followed.items()}
-        reply: Any = await self.client.xread(streams, count=_READ_COUNT, block=_READ_BLOCK_MS)
-        for key, entries in reply or []:
-            followed = self._followed.get(key)
-            if followed is None:
-                continue
-            for event_id, fields in entries:
-                followed.last = event_id
-                name, data, sse_id = broker.decode_event(fields)
-                self.deliver(followed.record, name, data, sse_id)
-            followed.missing_since = None
-            if followed.record.terminal:
-                self._finish(key)
-
-    async def _check_lost(self) -> None:
-        """Every few seconds: jobs whose event stream and result are both gone are lost."""
-        now = time.monotonic()
-        if now < self._next_check:
-            return
-        self._next_check = now + _LOST_AFTER_S / 2
-        keys = list(self._followed)
-        pipe = self.client.pipeline(transaction=False)
-        for key in keys:
-            job_id = self._followed[key].record.id
-            pipe.exists(key, broker.result_key(job_id))
-        counts = await pipe.execute()
-        for key, count in zip(keys, counts, strict=True):
-            followed = self._followed.get(key)
-            if followed is None or followed.record.terminal:
-                continue
-            if count:
-                followed.missing_since = None
-            elif followed.missing_since is None:
-                followed.missing_since = now
-            elif now - followed.missing_since >= _LOST_AFTER_S:
-                log.warning("job %s is gone from Redis (restarted without its data)",
-                            followed.record.id)
-                self._finish(key)
-
-    def _expire(self) -> None:
-        now = time.monotonic()
-        for key, followed in list(self._followed.items()):
-            if followed.record.terminal or now >= followed.end:
-                self._finish(key)
-
-    def _finish(self, key: str) -> None:
-        followed = self._followed.pop(key, None)
-        if followed is not None and not followed.done.done():
-            followed.done.set_result(None)
+def message_of(record: TrackedJob, work: PuzzleWork) -> broker.JobMessage:
+    """The queue message of an admitted puzzle (its deadline on the wall clock)."""
+    search = work.search
+    return broker.JobMessage(
+        record.id, record.kind, record.task, record.model, record.request_id,
+        [int(v) for v in work.cells], record.max_steps, work.halting, work.attempts,
+        work.latent_noise, time.time() + (work.deadline - time.monotonic()),
+        "all" if record.keep_events else "first", bool(record.return_steps),
+        budget_steps=0 if search is None else search.budget_steps,
+        search_attempts=1 if search is None else search.attempts,
+        search_round_steps=0 if search is None else search.round_steps, seed=work.seed)
 
 
-class RemoteJobs:
+class BrokerRunner(Runner):
     """Enqueues, follows and cancels jobs through Redis for one API replica."""
 
-    def __init__(self, settings: Settings, client: aioredis.Redis, metrics: Metrics,
-                 deliver: Deliver) -> None:
+    def __init__(self, settings: Settings, registry: ModelRegistry, ledger: Ledger,
+                 metrics: Metrics, client: aioredis.Redis) -> None:
         self.settings = settings
+        self.registry = registry
+        self.ledger = ledger
         self.client = client
         self.metrics = metrics
-        self.deliver = deliver
         self.error: str | None = "not checked yet"
         self.live_models: set[str] = set()
         self.depth: dict[str, int] = {}
@@ -178,15 +86,51 @@ class RemoteJobs:
         self._entries: dict[str, ModelEntry] = {}
         self._finish = client.register_script(broker.FINISH_SCRIPT)
         self._tasks: set[asyncio.Task[None]] = set()
-        self.reader = EventReader(client, deliver)
+        self.reader = EventReader(client, self._deliver)
         self._reader_task: asyncio.Task[None] | None = None
+        self._watcher: asyncio.Task[None] | None = None
         # Jobs of POST /v1/jobs on their way to Redis: True once queued, False when they could
-        # not get there (their 202 waits for it; read, and dropped, by wait_enqueued).
+        # not get there (their 202 waits for it; read, and dropped, by enqueued).
         self._enqueued: dict[str, asyncio.Future[bool]] = {}
+
+    # ------------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        """Read the model cards (no weights: the workers run the models), then watch Redis
+        and the workers."""
+        try:
+            await asyncio.to_thread(self.registry.read_cards)
+        except Exception as exc:
+            log.exception("start-up failed")
+            self.startup_error = f"{type(exc).__name__}: {exc}"
+            return
+        self._track(list(self.registry.entries.values()))
+        self._watcher = asyncio.get_running_loop().create_task(self._watch(), name="trm-redis")
+        self.started = True
+        log.info("broker mode ready: %s", ", ".join(self.registry.entries) or "no models")
+
+    def readiness(self) -> dict[str, str]:
+        if self.startup_error:
+            loaded = f"start-up failed: {self.startup_error}"
+        else:
+            loaded = self.registry.check() if self.started else "loading"
+        return {"models_loaded": loaded,
+                "redis": self.error or "ok",
+                "workers_alive": self._workers_status() if self.started else "not started"}
+
+    async def drain(self) -> None:
+        """Wait for this replica's in-flight requests; their jobs keep running on the
+        workers, so only the waiting clients are told about the shutdown."""
+        end = time.monotonic() + self.settings.shutdown_timeout_s
+        while self.ledger.inflight and time.monotonic() < end:
+            await asyncio.sleep(0.05)
+        if self._watcher is not None:
+            self._watcher.cancel()
+        await self.close()
 
     # ------------------------------------------------------------------------ health
 
-    def track(self, entries: list[ModelEntry]) -> None:
+    def _track(self, entries: list[ModelEntry]) -> None:
         """The models whose workers and queue depth the watcher follows."""
         self._entries = {e.id: e for e in entries}
         for entry in entries:
@@ -198,7 +142,7 @@ class RemoteJobs:
         """Scrape-time (queue depth, active slots): slots live on the workers, not here."""
         return self.depth.get(model, 0), 0
 
-    async def watch(self) -> None:
+    async def _watch(self) -> None:
         """Background task: refresh reachability, live workers and queue depths forever."""
         while True:
             try:
@@ -227,56 +171,75 @@ class RemoteJobs:
             log.info("redis reachable")
         self.error = None
 
-    def workers_status(self) -> str:
+    def _workers_status(self) -> str:
         missing = sorted(set(self._entries) - self.live_models)
         return "ok" if not missing else f"no live worker for {', '.join(missing)}"
 
-    def refusal(self, entry: ModelEntry, max_queue: int) -> str | None:
-        """Why a new job for `entry` must be refused now (a 503 reason), or None."""
+    def refusal(self, entry: ModelEntry, kind: WorkKind) -> str | None:
+        if kind != "puzzle":
+            return "unsupported"
         if self.error is not None or entry.id not in self.live_models:
             return "not_ready"
         queued = self.depth.get(entry.id, 0) + self._delta.get(entry.id, 0)
-        if queued >= max_queue:
+        if queued >= (self.settings.max_queue_size or entry.max_queue):
             return "queue_full"
         self._count(entry.id, +1)
         return None
+
+    def queue_position(self, entry: ModelEntry) -> int:
+        return self.depth.get(entry.id, 0)
 
     def _count(self, model: str, change: int) -> None:
         self._delta[model] = self._delta.get(model, 0) + change
 
     # ------------------------------------------------------------------------ submitting
 
-    def submit(self, record: JobRecord, entry: ModelEntry, message: broker.JobMessage,
-               cells: np.ndarray) -> None:
+    def submit(self, record: TrackedJob, entry: ModelEntry, work: Work) -> None:
         """Enqueue (or answer from the cache) and follow the job, in a task of its own."""
+        assert isinstance(work, PuzzleWork), "refused at admission"
         if record.kind == "job":
             self._enqueued[record.id] = asyncio.get_running_loop().create_future()
-        self._spawn(self._run(record, entry, message, cells), record.id)
+        self.ledger.track(record)
+        self._spawn(self._run(record, entry, message_of(record, work), work), record.id)
+
+    def _deliver(self, record: TrackedJob, name: str, data: dict[str, Any],
+                 event_id: int | None) -> None:
+        """An event read from the job's Redis stream, as a ledger event."""
+        if record.terminal:
+            self.ledger.inflight.pop(record.id, None)
+            return
+        if name in broker.TERMINAL_EVENTS:
+            self.ledger.end(record, payloads.ending_from_event(name, data))
+            return
+        if name == "solve.step":
+            self.ledger.running(record, float(data.get("elapsed_ms", 0.0)))
+            if not (record.keep_events or record.subscribers):
+                return  # a plain sync solve's first step: timed, nobody reads it
+        self.ledger.publish(record, name, data, event_id=event_id)
 
     def _spawn(self, coro: Any, name: str) -> None:
-        task = asyncio.get_running_loop().create_task(coro, name=f"remote:{name}")
+        task = asyncio.get_running_loop().create_task(coro, name=f"broker:{name}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _run(self, record: JobRecord, entry: ModelEntry, message: broker.JobMessage,
-                   cells: np.ndarray) -> None:
+    async def _run(self, record: TrackedJob, entry: ModelEntry, message: broker.JobMessage,
+                   work: PuzzleWork) -> None:
         try:
-            await self._run_job(record, entry, message, cells)
+            await self._run_job(record, entry, message, work)
         finally:
             self._count(entry.id, -1)
 
-    async def _run_job(self, record: JobRecord, entry: ModelEntry, message: broker.JobMessage,
-                       cells: np.ndarray) -> None:
+    async def _run_job(self, record: TrackedJob, entry: ModelEntry, message: broker.JobMessage,
+                       work: PuzzleWork) -> None:
         try:
-            cached = await self._lookup(record, entry, message, cells)
+            cached = await self._lookup(record, entry, message, work)
             await self._enqueue(record, entry, message, cached)
         except (RedisError, OSError) as exc:
             self._mark_enqueued(record.id, False)
             log.warning("could not enqueue %s: %s", record.id, exc)
             problem = errors.unavailable("broker", "the job queue is unreachable; retry later",
                                          self.settings.retry_after_s)
-            self.deliver(record, "solve.failed", problem.to_problem(
-                record.request_id, self.settings.problem_base_uri), None)
+            self.ledger.fail(record, problem)
             return
         self._mark_enqueued(record.id, True)
         await self.follow(record, "0-0", message.remaining_s())
@@ -286,10 +249,11 @@ class RemoteJobs:
         if waiter is not None and not waiter.done():
             waiter.set_result(queued)
 
-    async def wait_enqueued(self, job_id: str, timeout_s: float = 10.0) -> bool:
+    async def enqueued(self, record: TrackedJob, timeout_s: float = 10.0) -> bool:
         """Wait until the job is in Redis, so a 202 means any replica can find it; False when
         it could not get there (nothing of it was queued). After `timeout_s` it is still on
         its way: True, and a later failure arrives as its terminal event."""
+        job_id = record.id
         waiter = self._enqueued.get(job_id)
         if waiter is None:
             return True
@@ -301,28 +265,24 @@ class RemoteJobs:
         finally:
             self._enqueued.pop(job_id, None)
 
-    async def _lookup(self, record: JobRecord, entry: ModelEntry, message: broker.JobMessage,
-                      cells: np.ndarray) -> dict[str, Any] | None:
+    async def _lookup(self, record: TrackedJob, entry: ModelEntry, message: broker.JobMessage,
+                      work: PuzzleWork) -> dict[str, Any] | None:
         """The completed result of a cached symmetric twin, or None (a miss)."""
-        if not self.settings.cache_enabled or not entry.task.can_verify:
+        if not answers_from_cache(self.settings, entry, record):
             return None
-        key = await asyncio.to_thread(cache.cache_key, entry.task, cells,
+        key = await asyncio.to_thread(cache.cache_key, entry.task, work.cells,
                                       entry.checkpoint.sha256, message.max_steps,
                                       message.halting, message.attempts, message.search_key)
         raw = await self.client.get(key.key)
-        hit = None if raw is None else cache.decode(entry.task, cells, key, raw)
+        hit = None if raw is None else cache.decode(entry.task, work.cells, key, raw)
         self.metrics.cache_requests.labels(entry.task.name, "miss" if hit is None else "hit").inc()
         if hit is None:
             return None
         elapsed_ms = (time.monotonic() - record.started) * 1000
-        result = JobResult(record.id, "solved", hit.answer, True, hit.steps_used,
-                           hit.halted_early, hit.confidence, hit.q_halt, 0, message.attempts,
-                           0.0, 0.0, elapsed_ms)
-        body = payloads.result_body(record, entry.task, result, cells, entry.calibration)
-        body["cached"] = True
-        return body
+        return payloads.cached_body(record, entry.task, hit, work.cells, message.attempts,
+                                    elapsed_ms, entry.calibration)
 
-    async def _enqueue(self, record: JobRecord, entry: ModelEntry, message: broker.JobMessage,
+    async def _enqueue(self, record: TrackedJob, entry: ModelEntry, message: broker.JobMessage,
                        cached: dict[str, Any] | None) -> None:
         """One transaction: metadata, depth, the accepted event, then the queue message (or,
         for a cache hit, the terminal event straight away)."""
@@ -350,7 +310,7 @@ class RemoteJobs:
 
     # ------------------------------------------------------------------------ following
 
-    async def follow(self, record: JobRecord, last: str, remaining_s: float) -> None:
+    async def follow(self, record: TrackedJob, last: str, remaining_s: float) -> None:
         """Deliver the job's events after stream id `last` until its terminal event. A job no
         worker finished long after its deadline (every worker gone) fails with a 504; one whose
         state vanished from Redis fails at once with a 503 (submit it again)."""
@@ -365,7 +325,7 @@ class RemoteJobs:
             lost = time.monotonic() < end
             await self._give_up(record, lost)
 
-    async def _give_up(self, record: JobRecord, lost: bool) -> None:
+    async def _give_up(self, record: TrackedJob, lost: bool) -> None:
         if lost:
             error = errors.unavailable("broker", "the job queue lost this job (Redis restarted "
                                        "without its data); submit it again",
@@ -374,35 +334,56 @@ class RemoteJobs:
             error = errors.timeout("no worker finished the job in time")
         problem = error.to_problem(record.request_id, self.settings.problem_base_uri)
         with contextlib.suppress(RedisError, OSError):
-            await self._finish_remote(record, "solve.failed", problem)
-        self.deliver(record, "solve.failed", problem, None)
+            await self._finish_in_redis(record, "solve.failed", problem)
+        self.ledger.fail(record, error)
 
-    async def _finish_remote(self, record: JobRecord, name: str, data: dict[str, Any]) -> bool:
-        message = broker.JobMessage(record.id, record.kind, record.task, record.model,
-                                    record.request_id, [], record.max_steps, "auto", 1, 0.0,
-                                    0.0, "none", False)
-        keys, args = broker.finish_args(message, name, data, self.settings.job_ttl_s)
+    async def _finish_in_redis(self, record: TrackedJob, name: str, data: dict[str, Any]) -> bool:
+        keys, args = broker.finish_args(record, name, data, self.settings.job_ttl_s)
         return bool(await self._finish(keys=keys, args=args))
 
     # ------------------------------------------------------------------------ other replicas
 
-    async def adopt(self, record: JobRecord) -> None:
+    async def find(self, job_id: str) -> TrackedJob | None:
+        """A job made on another replica, followed from Redis from now on (None: unknown or
+        expired)."""
+        meta = await self._metadata(job_id)
+        if meta is None:
+            return None
+        record = TrackedJob(job_id, "job", meta["task"], meta["model"], int(meta["max_steps"]),
+                           meta.get("request_id", ""), keep_events=True,
+                           created_at=float(meta.get("created_at", time.time())))
+        self.ledger.store.add(record)
+        await self._adopt(record)
+        return record
+
+    async def catch_up(self, record: TrackedJob) -> None:
+        """A job finished anywhere has its terminal event in its result key: read it, so a
+        poll right after a cancel on another replica already says so."""
+        try:
+            raw: Any = await self.client.get(broker.result_key(record.id))
+        except (RedisError, OSError):
+            return  # the event reader brings the ending once Redis answers
+        if raw is not None and not record.terminal:
+            terminal = json.loads(raw)
+            self._deliver(record, terminal["name"], terminal["data"], None)
+
+    async def _adopt(self, record: TrackedJob) -> None:
         """Catch a job made on another replica up from its event stream, then follow it."""
         last = await self._catch_up(record)
         if not record.terminal:
             self._spawn(self.follow(record, last, self.settings.job_timeout_s), record.id)
 
-    async def _catch_up(self, record: JobRecord) -> str:
+    async def _catch_up(self, record: TrackedJob) -> str:
         """Deliver every stored event; returns the stream id to follow from."""
         last = "0-0"
         entries: Any = await self.client.xrange(broker.events_key(record.id))
         for event_id, fields in entries:
             last = event_id
             name, data, sse_id = broker.decode_event(fields)
-            self.deliver(record, name, data, sse_id)
+            self._deliver(record, name, data, sse_id)
         return last
 
-    async def metadata(self, job_id: str) -> dict[str, str] | None:
+    async def _metadata(self, job_id: str) -> dict[str, str] | None:
         """The stored description of an addressable job, or None (unknown or expired)."""
         try:
             meta: Any = await self.client.hgetall(broker.meta_key(job_id))
@@ -410,22 +391,18 @@ class RemoteJobs:
             return None
         return meta or None
 
-    async def cancel(self, record: JobRecord, reason: str) -> bool:
-        """Finish the job as cancelled unless someone finished it first; tell the workers."""
+    async def cancel(self, record: TrackedJob, reason: str) -> bool:
+        """Finish the job as cancelled unless someone finished it first; tell the workers.
+        With Redis unreachable the record still ends here (a worker's late result for it is
+        ignored)."""
         data = payloads.cancelled_data(record, reason)
-        if not await self._finish_remote(record, "solve.cancelled", data):
-            return False
-        await self.client.publish(broker.CANCEL_CHANNEL, record.id)
+        try:
+            if not await self._finish_in_redis(record, "solve.cancelled", data):
+                return False
+            await self.client.publish(broker.CANCEL_CHANNEL, record.id)
+        except (RedisError, OSError) as exc:
+            log.warning("could not cancel %s in Redis: %s", record.id, exc)
         return True
-
-    def cancel_soon(self, record: JobRecord, reason: str) -> None:
-        """Fire-and-forget cancel, for callers that cannot wait (a client went away)."""
-
-        async def run() -> None:
-            with contextlib.suppress(RedisError, OSError):
-                await self.cancel(record, reason)
-
-        self._spawn(run(), f"cancel:{record.id}")
 
     async def close(self) -> None:
         tasks = [*self._tasks, *([self._reader_task] if self._reader_task else [])]

@@ -51,7 +51,7 @@ class LoopBridge:
         return first_only
 
 
-class EngineWorker:
+class EngineThread:
     """Owns the thread running `engine.run`; a crash fails the engine's jobs instead of hanging
     their clients."""
 
@@ -64,7 +64,7 @@ class EngineWorker:
 
     def start(self) -> None:
         if self._thread is not None:
-            raise RuntimeError(f"worker {self.name} already started")
+            raise RuntimeError(f"engine thread {self.name} already started")
         self._thread = threading.Thread(target=self._run, name=f"engine:{self.name}",
                                         daemon=True)
         self._thread.start()
@@ -74,11 +74,11 @@ class EngineWorker:
             self.engine.run(self._stop)
         except BaseException as exc:  # the thread must report its death, never just vanish
             self.crash = f"{type(exc).__name__}: {exc}"
-            log.exception("engine worker %s crashed", self.name)
+            log.exception("engine thread %s crashed", self.name)
             try:
                 self.engine.fail_all(f"worker crashed: {self.crash}")
             except Exception:
-                log.exception("could not fail the jobs of crashed worker %s", self.name)
+                log.exception("could not fail the jobs of crashed engine thread %s", self.name)
 
     @property
     def alive(self) -> bool:
@@ -92,6 +92,6 @@ class EngineWorker:
             return True
         self._thread.join(timeout_s)
         if self._thread.is_alive():
-            log.warning("engine worker %s did not stop within %.1f s", self.name, timeout_s)
+            log.warning("engine thread %s did not stop within %.1f s", self.name, timeout_s)
             return False
         return True
