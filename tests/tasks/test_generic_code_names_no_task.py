@@ -28,7 +28,7 @@ from pathlib import Path
 from trm_core.tasks import TASKS
 
 ROOT = Path(__file__).resolve().parents[2]
-SCANNED = ["app/*.py", "app/routes/*.py", "trm_core/*.py", "training/*.py"]
+SCANNED = ["app/*.py", "app/routes/*.py", "app/runners/*.py", "trm_core/*.py", "training/*.py"]
 REGISTRATIONS = {"app/task_apis.py", "training/task_commands.py"}
 PENDING = {
     # ARC's request service is wired into the service, its settings and schemas by name; these
@@ -37,6 +37,11 @@ PENDING = {
     "app/service.py": "builds the ArcService",
     "app/settings.py": "the TRM_ARC_* settings",
     "app/schemas.py": "re-exports ArcResult",
+    # ARC's adapt-then-vote is a job kind the runner interface carries by name (ArcWork); the
+    # broker runner refuses it until broker workers run adaptation.
+    "app/runners/__init__.py": "the 'arc' work kind",
+    "app/runners/base.py": "ArcWork and submit_arc on the interface",
+    "app/runners/local.py": "runs ArcWork on the engine threads",
     "trm_core/train_config.py": "the task of a run config that names none",
     "training/importer.py": "official ARC checkpoints carry an identifier table",
 }
