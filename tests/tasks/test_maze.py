@@ -302,6 +302,11 @@ def test_easy_bucket() -> None:
         assert 20 <= steps <= 60 and bucket == "easy"
 
 
+def test_short_bucket_for_a_curriculum() -> None:
+    for _, _, steps, bucket in generate(4, "short", seed=3, workers=1):
+        assert 5 <= steps <= 19 and bucket == "short"
+
+
 def test_generation_is_deterministic_across_workers() -> None:
     assert generate(4, "hard", seed=5, workers=1) == generate(4, "hard", seed=5, workers=2)
     with pytest.raises(ValueError, match="unknown difficulty"):

@@ -60,6 +60,9 @@ class Difficulty:
 
 
 DIFFICULTIES = {
+    # Paths a few passes of a convolutional model span: the first rung of a path-length
+    # curriculum (training/configs/maze-conv-cpu.toml); no committed test set.
+    "short": Difficulty(5, 19, 0.05, 0.20),
     "easy": Difficulty(20, 60, 0.05, 0.20),
     "medium": Difficulty(61, 110, 0.05, 0.15),
     "hard": Difficulty(111, N_CELLS, 0.03, 0.10),
@@ -67,7 +70,7 @@ DIFFICULTIES = {
 
 
 def bucket_of(steps: int) -> str:
-    """The bucket a path length falls in; "trivial" below the easy range."""
+    """The bucket a path length falls in; "trivial" below the shortest range."""
     for name, spec in DIFFICULTIES.items():
         if spec.min_steps <= steps <= spec.max_steps:
             return name
