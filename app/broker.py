@@ -90,7 +90,7 @@ return won
 """
 
 
-class _JobKeys(Protocol):
+class JobKeys(Protocol):
     """What names a job's keys (a `JobMessage`, or the API's record of the job)."""
 
     @property
@@ -101,7 +101,7 @@ class _JobKeys(Protocol):
     def model(self) -> str: ...
 
 
-def finish_args(job: _JobKeys, name: str, data: dict[str, Any], ttl_s: float,
+def finish_args(job: JobKeys, name: str, data: dict[str, Any], ttl_s: float,
                 message_id: str = "") -> tuple[list[str], list[str | int]]:
     """KEYS and ARGV of `FINISH_SCRIPT` for one terminal event."""
     encoded = json.dumps(data, separators=(",", ":"))

@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from app.broker import JobKeys
 from app.cache import CachedAnswer
 from app.errors import ApiError, internal, invalid, timeout, unavailable
 from app.jobs import JobState
@@ -33,15 +34,10 @@ log = logging.getLogger(__name__)
 SHUTDOWN_REASON = "shutdown"
 
 
-class JobHeader(Protocol):
-    """What a wire body says about its job (a service `TrackedJob` or a worker's message)."""
+class JobHeader(JobKeys, Protocol):
+    """What a wire body says about its job (a service `TrackedJob` or a worker's message):
+    its keys' names and these."""
 
-    @property
-    def id(self) -> str: ...
-    @property
-    def task(self) -> str: ...
-    @property
-    def model(self) -> str: ...
     @property
     def max_steps(self) -> int: ...
     @property

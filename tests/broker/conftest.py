@@ -61,8 +61,8 @@ def start_api() -> Iterator[Callable[..., tuple[RunningServer, httpx.Client]]]:
         running = context.__enter__()
         http = httpx.Client(base_url=running.base_url, timeout=60)
         stack.append((context, http))
-        if ready:
-            running.wait_ready(60)
+        if ready:  # a worker's start-up (torch import, model load, warm-up) on 2 busy cores
+            running.wait_ready(180)
         return running, http
 
     yield start
