@@ -44,6 +44,7 @@ from training.conditioning import (  # noqa: E402
     differing,
     engine_runs,
     first_difference,
+    float64_runs,
     rounding_sensitive,
 )
 from trm_core.checkpoint import load_checkpoint  # noqa: E402
@@ -54,19 +55,6 @@ from trm_core.tasks import get_task  # noqa: E402
 MODEL = ROOT / "checkpoints" / "sudoku" / "trm-sudoku-tiny"
 LEVELS = ("easy", "medium", "hard")
 STEPS = 16
-IN_BROWSER = """async ([puzzles, halting]) => {
-  const runs = [];
-  for (const text of puzzles) {
-    const grids = [];
-    let solved = false;
-    await BundleRunner.solve(BundleRunner.parse(text), { halting }, (name, data) => {
-      if (name === "solve.step") grids.push(data.grid);
-      if (name === "solve.completed") solved = data.status === "solved";
-    }, () => false);
-    runs.push({ grids, solved });
-  }
-  return runs;
-}"""
 
 
 def served_runs(stem: Path, puzzles: list[str], halting: str) -> list[Run]:
@@ -88,27 +76,26 @@ def onnxruntime_runs(folder: Path, puzzles: list[str], halting: str) -> list[Run
 def browser_runs(stem: Path, sets: dict[str, list[str]], chromium: str,
                  halting: str) -> dict[str, list[Run]]:
     """The viewer's runner on the bundle the service offers (the same files), per set."""
-    from in_thread import serve_in_thread  # tests/in_thread.py (on sys.path above)
+    from bundle_cases import RUN_HERE  # tests/ (on sys.path above)
+    from in_thread import serve_in_thread
     from playwright.sync_api import sync_playwright
+    from shipped_models import alone
 
     from app.settings import Settings
 
-    with tempfile.TemporaryDirectory() as root:
-        (Path(root) / "sudoku").mkdir()
-        for path in stem.parent.glob(f"{stem.name}.*"):
-            shutil.copy(path, Path(root) / "sudoku" / path.name)
-        settings = Settings(checkpoint_dir=Path(root), device="cpu", dtype="float32")
-        with serve_in_thread(settings) as server, sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=chromium,
-                                                 args=["--headless", "--no-sandbox"])
-            page = browser.new_page()
-            page.goto(server.base_url + "/")
-            page.wait_for_function("typeof BundleRunner === 'object'")
-            page.evaluate("(id) => BundleRunner.load(id, {})", load_checkpoint(stem).id)
-            runs = {level: [Run(r["grids"], r["solved"])
-                            for r in page.evaluate(IN_BROWSER, [puzzles, halting])]
-                    for level, puzzles in sets.items()}
-            browser.close()
+    settings = Settings(checkpoint_dir=alone(stem), device="cpu", dtype="float32")
+    with serve_in_thread(settings) as server, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium,
+                                             args=["--headless", "--no-sandbox"])
+        page = browser.new_page()
+        page.goto(server.base_url + "/")
+        page.wait_for_function("typeof BundleRunner === 'object'")
+        page.evaluate("(id) => BundleRunner.load(id, {})", load_checkpoint(stem).id)
+        runs = {level: [Run([step["grid"] for step in r["steps"]],
+                            r["result"]["status"] == "solved")
+                        for r in page.evaluate(RUN_HERE, [puzzles, halting])]
+                for level, puzzles in sets.items()}
+        browser.close()
     return runs
 
 
@@ -160,12 +147,12 @@ def main() -> None:
         for level in LEVELS}
     served = {level: served_runs(args.model, puzzles, args.halting)
               for level, puzzles in sets.items()}
-    model = load_checkpoint(args.model).model
-    sensitive = {level: rounding_sensitive(model, get_task("sudoku"), puzzles, args.halting,
-                                           STEPS) for level, puzzles in sets.items()}
-    exact_model = load_checkpoint(args.model).model.to(torch.float64).eval()
-    exact = {level: engine_runs(exact_model, get_task("sudoku"), puzzles, args.halting, STEPS)
+    model, task = load_checkpoint(args.model).model, get_task("sudoku")
+    exact = {level: float64_runs(model, task, puzzles, args.halting, STEPS)
              for level, puzzles in sets.items()}
+    sensitive = {level: rounding_sensitive(model, task, puzzles, args.halting, STEPS,
+                                           reference=exact[level])
+                 for level, puzzles in sets.items()}
     with tempfile.TemporaryDirectory() as root:
         write_bundle(load_checkpoint(args.model), Path(root))
         runtimes = {"onnxruntime": {level: onnxruntime_runs(Path(root), puzzles, args.halting)

@@ -31,6 +31,21 @@ ROOT = Path(__file__).resolve().parents[1]
 PER_SET = 16
 TOLERANCE = 1e-3
 CELL_TOLERANCE = 2e-3
+# In the viewer's page: each puzzle through BundleRunner directly, every step's event and
+# the result (the browser tests and benchmarks/bundle_agreement.py).
+RUN_HERE = """async ([puzzles, halting]) => {
+  const runs = [];
+  for (const text of puzzles) {
+    const steps = [];
+    let result = null;
+    await BundleRunner.solve(BundleRunner.parse(text), { halting }, (name, data) => {
+      if (name === "solve.step") steps.push(data);
+      if (name === "solve.completed") result = data;
+    }, () => false);
+    runs.push({ steps, result });
+  }
+  return runs;
+}"""
 
 
 def checked_puzzles(per_set: int = PER_SET) -> list[str]:

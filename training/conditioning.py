@@ -79,11 +79,20 @@ def differing(reference: Sequence[Run], other: Sequence[Run]) -> set[int]:
             if a.grids != b.grids}
 
 
-def rounding_sensitive(model: TRM, task: Task, puzzles: Sequence[str], halting: str,
-                       max_steps: int, seeds: int = SEEDS, scale: float = SCALE) -> set[int]:
-    """Indices of the puzzles whose float64 single pass changes under some seeded weight move."""
+def float64_runs(model: TRM, task: Task, puzzles: Sequence[str], halting: str,
+                 max_steps: int) -> list[Run]:
+    """The single passes of a float64 copy of `model`: the reference the others depart from."""
     exact = copy.deepcopy(model).to(torch.float64).eval()
-    reference = engine_runs(exact, task, puzzles, halting, max_steps)
+    return engine_runs(exact, task, puzzles, halting, max_steps)
+
+
+def rounding_sensitive(model: TRM, task: Task, puzzles: Sequence[str], halting: str,
+                       max_steps: int, seeds: int = SEEDS, scale: float = SCALE,
+                       reference: Sequence[Run] | None = None) -> set[int]:
+    """Indices of the puzzles whose float64 single pass changes under some seeded weight move;
+    `reference` is `float64_runs` of the same puzzles when the caller has it already."""
+    if reference is None:
+        reference = float64_runs(model, task, puzzles, halting, max_steps)
     found: set[int] = set()
     for seed in range(seeds):
         found |= differing(reference, engine_runs(moved(model, seed, scale), task, puzzles,

@@ -9,13 +9,16 @@ The service never asks which one it has.
 
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from app import cache, payloads
 from app.jobs import TrackedJob
+from app.metrics import Metrics
 from app.registry import ModelEntry
 from app.settings import Settings
 from trm_core.engine import Halting, SearchConfig
@@ -72,6 +75,25 @@ def answers_from_cache(settings: Settings, entry: ModelEntry, record: TrackedJob
     the model work, which a cached answer skips)."""
     return (settings.cache_enabled and entry.task.can_verify and not record.keep_events
             and not record.return_steps)
+
+
+def cache_key_of(entry: ModelEntry, record: TrackedJob, work: PuzzleWork) -> cache.CacheKey:
+    """The result-cache key of a puzzle job (canonical form: call it off the event loop)."""
+    return cache.cache_key(entry.task, work.cells, entry.checkpoint.sha256, record.max_steps,
+                           work.halting, work.attempts, work.search_key)
+
+
+def cached_result(metrics: Metrics, entry: ModelEntry, record: TrackedJob, work: PuzzleWork,
+                  key: cache.CacheKey, raw: bytes | str | None) -> dict[str, Any] | None:
+    """The completed result built from a cached symmetric twin's stored answer `raw`, or None
+    (a miss); counts the lookup either way."""
+    hit = None if raw is None else cache.decode(entry.task, work.cells, key, raw)
+    metrics.cache_requests.labels(entry.task.name, "miss" if hit is None else "hit").inc()
+    if hit is None:
+        return None
+    elapsed_ms = (time.monotonic() - record.started) * 1000
+    return payloads.cached_body(record, entry.task, hit, work.cells, work.attempts, elapsed_ms,
+                                entry.calibration)
 
 
 class Runner(ABC):

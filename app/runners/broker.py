@@ -27,12 +27,20 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from app import broker, cache, errors, payloads
+from app import broker, errors, payloads
 from app.jobs import TrackedJob
 from app.ledger import Ledger
 from app.metrics import Metrics
 from app.registry import ModelEntry, ModelRegistry
-from app.runners.base import PuzzleWork, Runner, Work, WorkKind, answers_from_cache
+from app.runners.base import (
+    PuzzleWork,
+    Runner,
+    Work,
+    WorkKind,
+    answers_from_cache,
+    cache_key_of,
+    cached_result,
+)
 from app.runners.broker_events import EventReader
 from app.settings import Settings
 
@@ -270,17 +278,9 @@ class BrokerRunner(Runner):
         """The completed result of a cached symmetric twin, or None (a miss)."""
         if not answers_from_cache(self.settings, entry, record):
             return None
-        key = await asyncio.to_thread(cache.cache_key, entry.task, work.cells,
-                                      entry.checkpoint.sha256, message.max_steps,
-                                      message.halting, message.attempts, message.search_key)
-        raw = await self.client.get(key.key)
-        hit = None if raw is None else cache.decode(entry.task, work.cells, key, raw)
-        self.metrics.cache_requests.labels(entry.task.name, "miss" if hit is None else "hit").inc()
-        if hit is None:
-            return None
-        elapsed_ms = (time.monotonic() - record.started) * 1000
-        return payloads.cached_body(record, entry.task, hit, work.cells, message.attempts,
-                                    elapsed_ms, entry.calibration)
+        key = await asyncio.to_thread(cache_key_of, entry, record, work)
+        return cached_result(self.metrics, entry, record, work, key,
+                             await self.client.get(key.key))
 
     async def _enqueue(self, record: TrackedJob, entry: ModelEntry, message: broker.JobMessage,
                        cached: dict[str, Any] | None) -> None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections import Counter
 from functools import partial
 
@@ -33,6 +32,8 @@ from app.runners.base import (
     Work,
     WorkKind,
     answers_from_cache,
+    cache_key_of,
+    cached_result,
 )
 from app.settings import Settings
 from trm_core.engine import Job, JobResult, QueueFull, StepUpdate
@@ -146,9 +147,7 @@ class LocalRunner(Runner):
     async def _look_up(self, record: TrackedJob, entry: ModelEntry, work: PuzzleWork) -> None:
         """Answer from the cache, or start the engine job (a full queue meanwhile: its 503)."""
         try:
-            key = await asyncio.to_thread(
-                cache.cache_key, entry.task, work.cells, entry.checkpoint.sha256,
-                record.max_steps, work.halting, work.attempts, work.search_key)
+            key = await asyncio.to_thread(cache_key_of, entry, record, work)
             if record.terminal:
                 return  # cancelled while looking
             if self._answer_from_cache(record, entry, work, key):
@@ -168,14 +167,10 @@ class LocalRunner(Runner):
     def _answer_from_cache(self, record: TrackedJob, entry: ModelEntry, work: PuzzleWork,
                            key: cache.CacheKey) -> bool:
         assert self.answers is not None
-        raw = self.answers.get(key.key)
-        hit = None if raw is None else cache.decode(entry.task, work.cells, key, raw)
-        self.metrics.cache_requests.labels(entry.task.name, "miss" if hit is None else "hit").inc()
-        if hit is None:
+        body = cached_result(self.metrics, entry, record, work, key,
+                             self.answers.get(key.key))
+        if body is None:
             return False
-        elapsed_ms = (time.monotonic() - record.started) * 1000
-        body = payloads.cached_body(record, entry.task, hit, work.cells, work.attempts,
-                                    elapsed_ms, entry.calibration)
         self.ledger.accept(record, entry.engine.queue_depth)
         self.ledger.end(record, payloads.completed(body))
         return True
@@ -223,9 +218,7 @@ class LocalRunner(Runner):
         """Cache a verified answer (any job's: streams and jobs fill the cache too)."""
         assert self.answers is not None
         if key is None:
-            key = await asyncio.to_thread(
-                cache.cache_key, entry.task, work.cells, entry.checkpoint.sha256,
-                record.max_steps, work.halting, work.attempts, work.search_key)
+            key = await asyncio.to_thread(cache_key_of, entry, record, work)
         value = cache.answer_value(key, result)
         if value is not None:
             self.answers.put(key.key, value)

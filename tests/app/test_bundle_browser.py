@@ -16,6 +16,7 @@ import pytest
 from browser_helpers import chromium, needs_chromium, open_viewer
 from bundle_cases import (
     CELL_TOLERANCE,
+    RUN_HERE,
     TOLERANCE,
     checked_puzzles,
     final_answer,
@@ -41,20 +42,6 @@ RECORD = """() => {
     window.drawn.push([name, data]);
     window.drawUnrecorded(name, data);
   };
-}"""
-# Each puzzle through BundleRunner directly: every step's event and the result.
-RUN_HERE = """async ([puzzles, halting]) => {
-  const runs = [];
-  for (const text of puzzles) {
-    const steps = [];
-    let result = null;
-    await BundleRunner.solve(BundleRunner.parse(text), { halting }, (name, data) => {
-      if (name === "solve.step") steps.push(data);
-      if (name === "solve.completed") result = data;
-    }, () => false);
-    runs.push({ steps, result });
-  }
-  return runs;
 }"""
 
 
