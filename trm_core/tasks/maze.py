@@ -4,7 +4,8 @@ A maze is a 30x30 grid of the characters `#` wall, ` ` open, `S` start, `G` goal
 Cells are a flat (900,) int8 array in row-major order holding the codes 1..5 of those characters
 in that order, which are also the model's tokens (0 is PAD and never a cell: a maze has no
 blanks). The puzzle is the maze without a path; its answer is the same maze with one shortest
-path from S to G drawn as `o`.
+path from S to G drawn as `o`. Walls, S and G are the puzzle's givens: an answer keeps them
+(`MazeTask.keep_givens`), so the model decides the open cells only.
 
 Path length throughout is counted in steps (moves between neighbouring cells) from S to G, so a
 path of L steps draws L - 1 `o` cells. Moves are up, down, left and right. Evaluation buckets
@@ -451,6 +452,10 @@ class MazeTask(Task):
     def from_tokens(self, tokens: np.ndarray) -> np.ndarray:
         t = np.asarray(tokens)
         return np.where((t >= 1) & (t <= 5), t, 0).astype(np.int8)
+
+    def keep_givens(self, puzzle: np.ndarray, answer: np.ndarray) -> np.ndarray:
+        # Walls, S and G are the user's; the model decides the open cells only.
+        return np.where(np.asarray(puzzle) != OPEN, puzzle, answer).astype(np.asarray(answer).dtype)
 
     def verify(self, puzzle: np.ndarray, answer: np.ndarray) -> bool:
         return is_solution(puzzle, answer)
