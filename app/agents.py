@@ -85,6 +85,9 @@ def verdict(result: dict[str, Any]) -> str:
     unit = "step" if steps == 1 else "steps"
     if result["status"] == "solved":
         return f"solved and verified in {steps} {unit}"
+    if result["status"] == "answered":
+        return (f"answered in {steps} {unit}, unverified: the task has no rules check, so the "
+                f"answer is the model's best guess")
     # Running every step is only worth suggesting when the run stopped early.
     hint = "halting='never', " if result.get("halted_early") else ""
     return (f"unsolved: the answer after {steps} {unit} is unverified: "

@@ -38,7 +38,7 @@ from trm_core.config import ModelConfig
 from trm_core.engine import Engine, TickStats
 from trm_core.inference import prepare_for_inference, resolve_precision
 from trm_core.model import TRM, count_parameters
-from trm_core.tasks import TASKS, get_task
+from trm_core.tasks import TASKS, task_of_card
 from trm_core.tasks.base import Task
 
 log = logging.getLogger(__name__)
@@ -281,7 +281,7 @@ class ModelRegistry:
     def _load_one(self, stem: Any, device: str) -> ModelEntry:
         started = time.perf_counter()
         ckpt = load_checkpoint(stem, device)
-        task = get_task(ckpt.task)
+        task = task_of_card(ckpt.card)
         slots = self.settings.slots_for(device)
         max_queue = self.settings.queue_for(slots)
         bound = self.metrics.bind_model(ckpt.id, task.name, device)
@@ -307,7 +307,7 @@ class ModelRegistry:
         no engine built, so describing a model costs no weights or engine buffers."""
         started = time.perf_counter()
         ckpt = CardCheckpoint.read(stem)
-        task = get_task(ckpt.task)
+        task = task_of_card(ckpt.card)
         slots = self.settings.slots_for(device)
         precision = resolve_precision(self.settings.dtype, device, self.settings.autocast)
         identifiers = task.load_model_extras(Path(stem), ckpt.config.num_puzzle_ids)

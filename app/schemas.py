@@ -140,9 +140,10 @@ class SolveResult(BaseModel):
     object: Literal["solve.result"] = "solve.result"
     task: str
     model: str
-    status: Literal["solved", "unsolved"] = Field(
+    status: Literal["solved", "unsolved", "answered"] = Field(
         description="solved: the answer keeps every given and passes the task's rules check; "
-                    "unsolved: it does not (still a 200 answer)")
+                    "unsolved: it does not (still a 200 answer); answered: the task has no "
+                    "rules check (a data-defined task), so the answer is the model's, unverified")
     valid: bool = Field(description="the answer passes the rules check (status == solved)")
     unverified: bool = Field(description="true when the answer failed the rules check: it is "
                                          "under `answer`, never `solution`")
@@ -187,6 +188,10 @@ class SolveResult(BaseModel):
     verifies: bool | None = Field(
         None, description="maze: the answer is the puzzle with one shortest path drawn (the "
                           "task's check, as `valid`)")
+    # Data-defined tasks only.
+    output: Any = Field(
+        None, description="a data-defined task: the answer in the task's own symbols (rows of "
+                          "symbols for a grid, a list for a sequence, the label)")
 
 
 class AcceptedData(BaseModel):

@@ -32,7 +32,7 @@ import trm_core
 from trm_core.checkpoint import Checkpoint
 from trm_core.config import ModelConfig
 from trm_core.model import count_parameters
-from trm_core.tasks import get_task
+from trm_core.tasks import task_of_card
 from trm_core.tasks.base import Task
 
 FORMAT = "trm-bundle/1"
@@ -59,7 +59,7 @@ def write_bundle(checkpoint: Checkpoint, folder: Path) -> dict[str, Any]:
     checkpoint's model is cast to fp32 in place."""
     from training.export import export_step  # needs the [onnx] extra
 
-    task = get_task(checkpoint.task)
+    task = task_of_card(checkpoint.card)
     rules = task_rules(task)
     folder.mkdir(parents=True, exist_ok=True)
     export_step(checkpoint.model, folder / STEP_FILE, from_tokens=True)

@@ -24,7 +24,7 @@ from trm_core.checkpoint import load_checkpoint, update_card
 from trm_core.data import load_puzzle_csv
 from trm_core.engine import SearchConfig
 from trm_core.inference import DTYPE_CHOICES, prepare_for_inference
-from trm_core.tasks import get_task
+from trm_core.tasks import task_of_card
 from trm_core.trainer import resolve_device
 
 # The search a default service request gets: app/settings.py's TRM_SEARCH_* defaults are these
@@ -58,7 +58,7 @@ def run_calibrate(args: argparse.Namespace) -> dict[str, Any]:
     """Measure, fit, print the table and (unless --dry-run) write it into the card."""
     device = resolve_device(args.device)
     checkpoint = load_checkpoint(args.checkpoint, device)
-    task = get_task(checkpoint.task)
+    task = task_of_card(checkpoint.card)
     model, precision = prepare_for_inference(checkpoint.model, device, args.dtype)
     search = None if args.budget_steps <= 0 else dataclasses.replace(
         DEFAULT_SEARCH, budget_steps=args.budget_steps)

@@ -15,6 +15,8 @@
     trm export checkpoints/sudoku/trm-sudoku-tiny --onnx step.onnx --check
     trm export checkpoints/sudoku/trm-sudoku-tiny --bundle bundle/   # graph, manifest, solve.py
     trm serve                                    # the HTTP service (needs the [serve] extra)
+    trm task init life --data life.jsonl         # your own task: life/task.toml from your data
+    trm data life && trm train life              # split it, train it (life/checkpoint/)
 
 Each subcommand's --help explains its options.
 """
@@ -27,7 +29,7 @@ import logging
 import sys
 from pathlib import Path
 
-from training import calibrate, commands, importer
+from training import calibrate, commands, importer, own_task
 from training.datasets import generating_tasks
 from training.task_commands import TASK_COMMANDS
 from trm_core.inference import DTYPE_CHOICES
@@ -35,7 +37,8 @@ from trm_core.inference import DTYPE_CHOICES
 
 def _add_data(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("data", help="generate puzzle CSVs with splits disjoint under symmetry")
-    p.add_argument("task", choices=generating_tasks(), help="which task's generator to run")
+    p.add_argument("task", help=f"a task's generator ({', '.join(generating_tasks())}), or your "
+                                "own task's folder (it holds task.toml): its data is split")
     p.add_argument("--out", type=Path, default=None,
                    help="output folder (default: data/TASK-DIFFICULTY)")
     p.add_argument("--difficulty", default="easy",
@@ -45,6 +48,8 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--test", type=int, default=0, help="test puzzles (0: none)")
     p.add_argument("--exclude", type=Path, action="append", default=[],
                    help="CSV whose puzzles (and their symmetric images) must not appear")
+    p.add_argument("--held-out", type=float, default=0.1,
+                   help="your own task: the share of examples in val, and again in test")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=0, help="processes (0: all cores)")
     p.set_defaults(func=commands.run_data)
@@ -52,7 +57,9 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a TRM from a run config (TOML)")
-    p.add_argument("config", type=Path, nargs="?", help="training/configs/NAME.toml")
+    p.add_argument("config", type=Path, nargs="?",
+                   help="training/configs/NAME.toml, or your own task's folder (its run.toml, "
+                        "written from the data's size on first use)")
     p.add_argument("--set", dest="overrides", action="append", default=[],
                    metavar="SECTION.FIELD=V",
                    help="override one field, e.g. --set train.lr=3e-4 --set model.hidden_size=64")
@@ -139,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
     for add in (_add_data, _add_train, _add_eval, calibrate.add_parser, importer.add_parser,
-                _add_export, _add_serve, _add_worker):
+                _add_export, _add_serve, _add_worker, own_task.add_parsers):
         add(sub)
     for add_task_commands in TASK_COMMANDS.values():  # e.g. data-arc, eval-arc
         add_task_commands(sub)

@@ -13,7 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from training.datasets import build_splits
+from training import own_task
+from training.datasets import build_splits, generating_tasks
 from training.progress import ProgressBar
 from training.remote_eval import evaluate_service, served_task
 from trm_core import distributed
@@ -31,7 +32,7 @@ from trm_core.evaluate import evaluate, format_table
 from trm_core.inference import prepare_for_inference
 from trm_core.resume import remove_resume
 from trm_core.search import SearchConfig
-from trm_core.tasks import get_task
+from trm_core.tasks import get_task, task_of_card
 from trm_core.tasks.base import Task
 from trm_core.train_config import RunConfig, load_run
 from trm_core.trainer import TrainData, Trainer, resolve_device, warm_start
@@ -40,7 +41,13 @@ log = logging.getLogger(__name__)
 
 
 def run_data(args: argparse.Namespace) -> dict[str, Any]:
-    """Generate train/val/test CSVs, disjoint under the task's symmetries."""
+    """Generate train/val/test CSVs, disjoint under the task's symmetries; for a task folder,
+    split its examples into them."""
+    if own_task.is_task_folder(args.task):
+        return own_task.import_data(Path(args.task), args.held_out, args.seed)
+    if args.task not in generating_tasks():
+        raise ValueError(f"{args.task!r} is neither a task with a generator "
+                         f"({', '.join(generating_tasks())}) nor a folder holding task.toml")
     out = args.out or Path("data") / f"{args.task}-{args.difficulty}"
     return build_splits(args.task, out, difficulty=args.difficulty,
                         counts={"train": args.train, "val": args.val, "test": args.test},
@@ -50,6 +57,9 @@ def run_data(args: argparse.Namespace) -> dict[str, Any]:
 def run_train(args: argparse.Namespace) -> dict[str, Any] | None:
     """Train from a run config. Under torchrun every rank runs this (process group started
     here, NCCL or gloo by device) and rank 0 alone writes files and returns the summary."""
+    if args.config is not None and own_task.is_task_folder(args.config):
+        args.ship = args.ship or own_task.checkpoint_stem(args.config)
+        args.config = own_task.run_config(args.config)
     run = load_run(args.config, args.overrides)
     ranks = distributed.start(run.train.device)
     try:
@@ -59,6 +69,8 @@ def run_train(args: argparse.Namespace) -> dict[str, Any] | None:
 
 
 def _train(args: argparse.Namespace, run: RunConfig, ranks: Ranks) -> dict[str, Any] | None:
+    if run.train.task_spec:
+        own_task.open_task(run.train.task_spec)
     task = get_task(run.train.task)
     run, train_set, eval_set = _training_data(run, task)
     trainer = Trainer(run, task, train_set, eval_set, ranks)
@@ -130,7 +142,7 @@ def _ship(best: Path, target: Path, dtype: str = "float32") -> None:
     checkpoint = load_checkpoint(best)
     card = {k: v for k, v in checkpoint.card.items() if k not in ("format", "dtype", "model")}
     save_checkpoint(target, checkpoint.model, card, dtype)
-    task = get_task(checkpoint.task)
+    task = task_of_card(checkpoint.card)
     for source, copy in zip(task.sidecars(best), task.sidecars(target), strict=True):
         if source.exists():
             shutil.copyfile(source, copy)
@@ -143,7 +155,7 @@ def run_eval(args: argparse.Namespace) -> dict[str, Any]:
         raise ValueError("name a checkpoint, or a service with --url")
     device = resolve_device(args.device)
     checkpoint = load_checkpoint(args.checkpoint, device)
-    task = get_task(checkpoint.task)
+    task = task_of_card(checkpoint.card)
     data = load_puzzle_csv(args.data, task, args.buckets).head(args.limit)
     # The service's policy and choices (TRM_DTYPE): the same --dtype, the same arithmetic.
     model, precision = prepare_for_inference(checkpoint.model, device, args.dtype)

@@ -85,7 +85,7 @@ def evaluate_service(base_url: str, task: Task, data: PuzzleSet, *, options: dic
     """Solve every puzzle through the service and score the answers against `data`."""
     url = f"{base_url.rstrip('/')}/v1/solve/{task.name}"
     headers = {"x-api-key": api_key} if api_key else {}
-    bodies = [{"puzzle": task.format(p), **options} for p in data.puzzles]
+    bodies = [{"puzzle": task.format_puzzle(p), **options} for p in data.puzzles]
     start = time.perf_counter()
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
         replies = list(pool.map(lambda body: _post(url, body, headers), bodies))

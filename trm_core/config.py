@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 TokenMixer = Literal["mlp_t", "attention", "conv"]
 PositionEncoding = Literal["none", "learned", "rope"]
+ConvPadding = Literal["zeros", "circular"]
 
 
 def swiglu_inner_size(width: int, expansion: float, multiple: int = 256) -> int:
@@ -36,6 +37,7 @@ class ModelConfig:
     conv_kernel: int = 3
     conv_dilation: int = 1
     grid_height: int = 0
+    conv_padding: ConvPadding = "zeros"  # "circular": the grid's edges meet (a torus)
     position_encoding: PositionEncoding = "none"  # official `pos_encodings`
     recursions: int = 3  # paper T, official `H_cycles`
     latent_updates: int = 6  # paper n, official `L_cycles`
@@ -78,6 +80,9 @@ class ModelConfig:
             raise ValueError(f"model.conv_kernel must be odd and >= 1, got {self.conv_kernel}")
         if self.conv_dilation < 1:
             raise ValueError(f"model.conv_dilation must be >= 1, got {self.conv_dilation}")
+        if self.conv_padding not in ("zeros", "circular"):
+            raise ValueError(f"model.conv_padding must be 'zeros' or 'circular', got "
+                             f"{self.conv_padding!r}")
         height, width = self.grid
         if height * width != self.seq_len:
             raise ValueError(f"model.seq_len {self.seq_len} is not a grid: set model.grid_height "

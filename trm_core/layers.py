@@ -122,7 +122,7 @@ class ConvMixer(nn.Module):
         self.grid = config.grid
         self.prefix = config.puzzle_emb_len
         self.conv = nn.Conv2d(width, width, kernel, padding=dilation * (kernel // 2),
-                              dilation=dilation, bias=False)
+                              dilation=dilation, bias=False, padding_mode=config.conv_padding)
         trunc_normal_(self.conv.weight, std=1 / math.sqrt(width * kernel * kernel))
         self.to_grid = linear(width, width) if self.prefix else None
         self.to_prefix = linear(width, width) if self.prefix else None

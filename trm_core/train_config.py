@@ -19,6 +19,8 @@ class TrainConfig:
     """How to train. Defaults follow the fast public Sudoku recipe (see README)."""
 
     task: str = "sudoku"
+    # A data-defined task's spec (task.toml): read and registered before the task is looked up.
+    task_spec: str = ""
     # A CSV, or for ARC a `trm data-arc` build folder (its train split; eval_data names the
     # folder whose test split is scored, usually the same one). "" = no evaluation.
     train_data: str = "data/sudoku/train.csv"

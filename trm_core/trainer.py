@@ -388,7 +388,7 @@ class Trainer:
             "compute": {"device": str(self.device), "device_name": _device_name(self.device),
                         "ranks": self.ranks.world_size,
                         "train_seconds": round(self.elapsed_s, 1)},
-            "evaluation": report or {}, "curve": self.history,
+            "evaluation": report or {}, "curve": self.history, **self.task.card_fields(),
         }
 
     def save_checkpoint(self, stem: Path, report: dict[str, Any] | None = None) -> Path:

@@ -2,6 +2,8 @@
 looked up by name everywhere else. `register` also takes a task at runtime (a test's toy task,
 a plugin): the model, engine, trainer, CLI and service serve whatever is registered."""
 
+from typing import Any
+
 from trm_core.tasks.arc import ArcTask
 from trm_core.tasks.base import PuzzleError, Symmetry, Task
 from trm_core.tasks.maze import MazeTask
@@ -32,8 +34,31 @@ def get_task(name: str) -> Task:
         raise KeyError(f"unknown task {name!r}; known tasks: {', '.join(sorted(TASKS))}") from None
 
 
+def task_of_card(card: dict[str, Any]) -> Task:
+    """The task a checkpoint card names. A card that carries a data-defined task's spec
+    registers that task (once; ValueError when another task holds its name)."""
+    raw = card.get("task_spec")
+    if raw is None:
+        return get_task(str(card["task"]))
+    from trm_core.tasks.defined import DataTask, spec_from_dict
+
+    return adopt(DataTask(spec_from_dict(raw, where=f"the card of {card.get('name')!r}")))
+
+
+def adopt(task: Task) -> Task:
+    """Register a data-defined task unless the same one is registered already; the registered
+    one is returned."""
+    from trm_core.tasks.defined import DataTask
+
+    held = TASKS.get(task.name)
+    if isinstance(held, DataTask) and isinstance(task, DataTask) and held.spec == task.spec:
+        return held
+    return register(task)
+
+
 register(SudokuTask())
 register(MazeTask())
 register(ArcTask())
 
-__all__ = ["TASKS", "PuzzleError", "Symmetry", "Task", "get_task", "register", "unregister"]
+__all__ = ["TASKS", "PuzzleError", "Symmetry", "Task", "adopt", "get_task", "register",
+           "task_of_card", "unregister"]

@@ -92,6 +92,11 @@ class Task(ABC):
     def render(self, cells: np.ndarray) -> str:
         """Cells as multi-line text a person or an LLM can read."""
 
+    def format_puzzle(self, cells: np.ndarray) -> str:
+        """A puzzle's cells as the compact string `parse` reads; `format` unless the task's
+        puzzles and answers are laid out differently (a data-defined task's grid -> label)."""
+        return self.format(cells)
+
     def to_grid(self, cells: np.ndarray) -> list[list[int]]:
         """Cells as a row-major nested list."""
         return np.asarray(cells).reshape(self.grid_shape).tolist()
@@ -169,6 +174,11 @@ class Task(ABC):
         {"difficulty", "puzzle", "solution", "seed", ...}, within a bounded search (it runs
         in a pool process); RuntimeError when none was found in time."""
         raise RuntimeError(f"task {self.name!r} cannot generate examples")
+
+    def card_fields(self) -> dict[str, Any]:
+        """What a checkpoint card of this task carries beyond the trainer's fields, so the
+        checkpoint alone brings the task back (a data-defined task: its spec)."""
+        return {}
 
     def sidecars(self, stem: Path) -> list[Path]:
         """Files beside checkpoint `stem` that belong to it (ARC: the identifier table),

@@ -1,0 +1,357 @@
+"""A task defined by a spec and data, through the same `Task` interface the code tasks use.
+
+Cells: a flat (seq_len,) int8 array, seq_len the larger of the input's and output's cells; each
+side lies from position 0 in its layout (`spec.Layout`), code 0 meaning "nothing here" (past a
+shorter sequence, past the smaller side, every position but 0 of a label). Tokens are cells + 1,
+so every position is trained, "nothing here" included: the model learns where a sequence ends.
+
+What a user writes: a grid as rows (a list of lists or of lines, or text of lines: symbols side
+by side when every symbol is one character, else separated by spaces), or as one line of rows x
+columns symbols; a sequence as a list, or a line; a label as the label. Integers in the alphabet match
+JSON numbers and their decimal text.
+
+A data-defined task has no rule check: `verify` is False and `can_verify` is False, so answers
+say unverified, auto halting trusts the halting head and search is off.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from trm_core.tasks.base import PuzzleError, Symmetry, Task
+from trm_core.tasks.defined.spec import Layout, Symbol, TaskSpec
+
+
+def _dihedral(grid: np.ndarray, k: int) -> np.ndarray:
+    """The 8 transforms of a square, numbered as the maze and ARC tasks number them."""
+    if k < 4:
+        return np.rot90(grid, k=k)
+    return (np.fliplr(grid), np.flipud(grid), grid.T, np.fliplr(np.rot90(grid, k=1)))[k - 4]
+
+
+def _source(layout: Layout, seq_len: int, dihedral: int, length: int | None) -> np.ndarray:
+    """source[i]: the position transformed cell i reads from, (seq_len,); positions outside
+    the layout stay. A reversed sequence (`length` set) reverses its first `length` cells."""
+    source = np.arange(seq_len)
+    if layout.kind == "grid" and dihedral:
+        index = np.arange(layout.cells).reshape(layout.rows, layout.columns)
+        source[:layout.cells] = _dihedral(index, dihedral).reshape(-1)
+    if layout.kind == "sequence" and length:
+        source[:length] = source[:length][::-1]
+    return source
+
+
+class DataSymmetry(Symmetry):
+    """A dihedral transform of the grids, a reversal of the sequences and a relabelling of the
+    symbols, in one. `apply` works on the input's layout; `invert` undoes the transform on the
+    output's (what the engine does with an answer); `apply_output` is the forward transform on
+    the output's (what augmentation does with a label)."""
+
+    def __init__(self, spec: TaskSpec, dihedral: int = 0, reverse: bool = False,
+                 relabel: np.ndarray | None = None) -> None:
+        self.spec, self.dihedral, self.reverse = spec, dihedral, reverse
+        codes = len(spec.symbols) + 1
+        self.relabel = np.arange(codes) if relabel is None else relabel  # code -> code
+        self.unlabel = np.argsort(self.relabel)
+
+    def _length(self, cells: np.ndarray) -> int | None:
+        if not self.reverse:
+            return None
+        filled = np.flatnonzero(cells == 0)
+        return int(filled[0]) if len(filled) else len(cells)
+
+    def _move(self, cells: np.ndarray, layout: Layout, inverse: bool) -> np.ndarray:
+        cells = np.asarray(cells)
+        flat = cells.reshape(-1, cells.shape[-1])
+        moved = np.empty_like(flat)
+        for row, line in enumerate(flat):
+            source = _source(layout, len(line), self.dihedral, self._length(line))
+            if inverse:
+                moved[row, source] = line
+            else:
+                moved[row] = line[source]
+        return moved.reshape(cells.shape)
+
+    def apply(self, cells: np.ndarray) -> np.ndarray:
+        moved = self._move(cells, self.spec.input, inverse=False)
+        return self.relabel[moved].astype(np.asarray(cells).dtype)
+
+    def apply_output(self, cells: np.ndarray) -> np.ndarray:
+        moved = self._move(cells, self.spec.output, inverse=False)
+        return self.relabel[moved].astype(np.asarray(cells).dtype)
+
+    def invert(self, cells: np.ndarray) -> np.ndarray:
+        moved = self._move(np.asarray(self.unlabel[np.asarray(cells)], np.int8),
+                           self.spec.output, inverse=True)
+        return moved.astype(np.asarray(cells).dtype)
+
+
+class DataTask(Task):
+    """The task a `TaskSpec` declares."""
+
+    can_verify = False
+
+    def __init__(self, spec: TaskSpec) -> None:
+        self.spec = spec
+        self.name = spec.name
+        self.seq_len = spec.seq_len
+        self.vocab_size = len(spec.symbols) + 2  # PAD 0 (unused), "nothing here" 1, symbols
+        side = spec.input if spec.input.kind == "grid" else spec.output
+        self.grid_shape = ((side.rows, side.columns) if side.cells == self.seq_len
+                           else (1, self.seq_len))
+        self.puzzle_format = (f"{spec.input.describe()} over the symbols "
+                              f"{_listing(spec.alphabet)}" + _written(spec, spec.input))
+        self.answer_note = (f"The answer is {spec.output.describe()}"
+                            + (f" from {_listing(spec.labels)}" if spec.labels else "")
+                            + "; `output` holds it in the task's symbols. The task has no rule "
+                              "check, so every answer is unverified.")
+        permute = "permute" in spec.symmetries
+        self._free = np.array([spec.code_of(s) for s in spec.alphabet if s not in spec.fixed]
+                              if permute else [], dtype=np.int64)
+        dihedral = "dihedral" in spec.symmetries
+        square = all(side.rows == side.columns for side in (spec.input, spec.output)
+                     if side.kind == "grid")
+        self._dihedrals = (tuple(range(8)) if square else (0, 2, 4, 5)) if dihedral else (0,)
+        self._reversals = (False, True) if "reverse" in spec.symmetries else (False,)
+        self._text = {str(s): s for s in spec.symbols}
+
+    # ------------------------------------------------------------------ cells and text
+    def parse(self, raw: Any) -> np.ndarray:
+        return self._read(raw, self.spec.input, "puzzle")
+
+    def parse_solution(self, raw: Any) -> np.ndarray:
+        return self._read(raw, self.spec.output, "solution")
+
+    def _read(self, raw: Any, layout: Layout, loc: str) -> np.ndarray:
+        symbols = self.spec.labels if layout.kind == "label" else self.spec.alphabet
+        offset = len(self.spec.alphabet) if layout.kind == "label" else 0
+        values = _split(raw, layout, self.spec.compact, loc)
+        cells = np.zeros(self.seq_len, dtype=np.int8)
+        for position, value in enumerate(values):
+            symbol = self._symbol(value, symbols)
+            if symbol is None:
+                where = (f"row {position // layout.columns + 1}, column "
+                         f"{position % layout.columns + 1}" if layout.kind == "grid"
+                         else f"position {position + 1}")
+                raise PuzzleError(f"unknown symbol {value!r} at {where}; the "
+                                  f"{'labels' if layout.kind == 'label' else 'alphabet'} "
+                                  f"{'are' if layout.kind == 'label' else 'is'} "
+                                  f"{_listing(symbols)}", (loc,),
+                                  [divmod(position, layout.columns)])
+            cells[position] = offset + symbols.index(symbol) + 1
+        return cells
+
+    def _symbol(self, value: Any, symbols: tuple[Symbol, ...]) -> Symbol | None:
+        if isinstance(value, bool):
+            return None
+        if value in symbols:
+            return value  # type: ignore[no-any-return]
+        symbol = self._text.get(str(value))
+        return symbol if symbol in symbols else None
+
+    def values(self, cells: np.ndarray, layout: Layout) -> list[Symbol]:
+        """The symbols of one side's cells in order, stopping at the first "nothing here"."""
+        cells = np.asarray(cells)[:layout.cells]
+        ended = np.flatnonzero(cells == 0)
+        if layout.kind == "sequence" and len(ended):
+            cells = cells[:ended[0]]
+        return ["?" if c == 0 else self.spec.symbols[int(c) - 1] for c in cells.tolist()]
+
+    def output(self, cells: np.ndarray) -> Any:
+        """An answer in the task's own symbols: rows (grid), a list (sequence), the label."""
+        layout = self.spec.output
+        values = self.values(cells, layout)
+        if layout.kind == "label":
+            return values[0]
+        if layout.kind == "grid":
+            return [values[r * layout.columns:(r + 1) * layout.columns]
+                    for r in range(layout.rows)]
+        return values
+
+    def format(self, cells: np.ndarray) -> str:
+        return self._line(self.values(cells, self.spec.output))
+
+    def format_puzzle(self, cells: np.ndarray) -> str:
+        return self._line(self.values(cells, self.spec.input))
+
+    def _line(self, values: Sequence[Symbol]) -> str:
+        return ("" if self.spec.compact else " ").join(map(str, values))
+
+    def render(self, cells: np.ndarray) -> str:
+        layout = self.spec.output
+        values = [str(v) for v in self.values(cells, layout)]
+        if layout.kind != "grid":
+            return self._line(values)
+        width = max(len(v) for v in values)
+        return "\n".join(" ".join(v.rjust(width) for v in
+                                  values[r * layout.columns:(r + 1) * layout.columns])
+                         for r in range(layout.rows))
+
+    def to_grid(self, cells: np.ndarray) -> list[list[int]]:
+        """The answer's cell codes as rows (symbol i of `spec.symbols` is i + 1)."""
+        layout = self.spec.output
+        codes = np.asarray(cells)[:layout.cells].astype(int)
+        return codes.reshape(layout.rows, layout.columns).tolist()
+
+    def from_grid(self, grid: list[list[int]]) -> np.ndarray:
+        cells = np.zeros(self.seq_len, dtype=np.int8)
+        flat = np.asarray(grid, dtype=np.int8).reshape(-1)
+        cells[:len(flat)] = flat
+        return cells
+
+    def to_tokens(self, cells: np.ndarray) -> np.ndarray:
+        return np.asarray(cells).astype(np.int64) + 1
+
+    def from_tokens(self, tokens: np.ndarray) -> np.ndarray:
+        t = np.asarray(tokens)
+        return np.where((t >= 1) & (t < self.vocab_size), t - 1, 0).astype(np.int8)
+
+    # ------------------------------------------------------------------------ rules
+    def verify(self, puzzle: np.ndarray, answer: np.ndarray) -> bool:
+        return False
+
+    def keep_givens(self, puzzle: np.ndarray, answer: np.ndarray) -> np.ndarray:
+        if not self.spec.keep:
+            return answer
+        kept = np.isin(puzzle, [self.spec.code_of(s) for s in self.spec.keep])
+        return np.where(kept, puzzle, answer).astype(np.asarray(answer).dtype)
+
+    def scored_cells(self, puzzles: np.ndarray) -> np.ndarray:
+        """The output's positions, less the cells a kept symbol fixes."""
+        puzzles = np.asarray(puzzles)
+        scored = np.zeros(puzzles.shape, dtype=bool)
+        scored[..., :self.spec.output.cells] = True
+        if self.spec.keep:
+            scored &= ~np.isin(puzzles, [self.spec.code_of(s) for s in self.spec.keep])
+        return scored
+
+    def extra_result(self, puzzle: np.ndarray, answer: np.ndarray) -> dict[str, Any]:
+        return {"output": self.output(answer)}
+
+    def examples(self) -> list[dict[str, Any]]:
+        return [dict(e) for e in self.spec.examples]
+
+    def card_fields(self) -> dict[str, Any]:
+        return {"task_spec": self.spec.to_dict()}
+
+    def describe_model_extras(self, extras: Any) -> dict[str, Any]:
+        """`/v1/models` shows the spec: the viewer draws the task's board from it."""
+        spec = self.spec.to_dict()
+        spec.pop("examples", None)
+        return {"task_spec": spec}
+
+    # --------------------------------------------------------------------- symmetries
+    def random_symmetry(self, rng: np.random.Generator) -> DataSymmetry:
+        relabel = None
+        if len(self._free):
+            relabel = np.arange(len(self.spec.symbols) + 1)
+            relabel[self._free] = rng.permutation(self._free)
+        return DataSymmetry(self.spec, int(rng.choice(self._dihedrals)),
+                            bool(rng.choice(self._reversals)), relabel)
+
+    def canonical_form(self, cells: np.ndarray) -> tuple[bytes, DataSymmetry]:
+        """The least transformed input over the declared symmetries, the free symbols
+        relabelled in order of first appearance."""
+        best: tuple[bytes, DataSymmetry] | None = None
+        for dihedral in self._dihedrals:
+            for reverse in self._reversals:
+                moved = DataSymmetry(self.spec, dihedral, reverse).apply(cells)
+                relabel = self._first_appearance(moved)
+                symmetry = DataSymmetry(self.spec, dihedral, reverse, relabel)
+                key = relabel[moved].astype(np.int8).tobytes()
+                if best is None or key < best[0]:
+                    best = (key, symmetry)
+        assert best is not None
+        return best
+
+    def _first_appearance(self, cells: np.ndarray) -> np.ndarray:
+        relabel = np.arange(len(self.spec.symbols) + 1)
+        if not len(self._free):
+            return relabel
+        present = [int(c) for c in dict.fromkeys(np.asarray(cells).tolist()) if c in self._free]
+        order = present + [int(c) for c in self._free if c not in present]
+        relabel[order] = np.sort(self._free)
+        return relabel
+
+    def augment_tokens(self, inputs: np.ndarray, labels: np.ndarray, rng: np.random.Generator
+                       ) -> tuple[np.ndarray, np.ndarray]:
+        """One random symmetry per row, the same for input and label."""
+        if len(self._dihedrals) == 1 and len(self._reversals) == 1 and not len(self._free):
+            return inputs, labels
+        inputs, labels = inputs.copy(), labels.copy()
+        for row in range(len(inputs)):
+            symmetry = self.random_symmetry(rng)
+            inputs[row] = self.to_tokens(symmetry.apply(self.from_tokens(inputs[row])))
+            labels[row] = self.to_tokens(symmetry.apply_output(self.from_tokens(labels[row])))
+        return inputs, labels
+
+
+def _listing(symbols: Sequence[Symbol]) -> str:
+    shown = ", ".join(repr(s) for s in symbols[:12])
+    return shown + (f" and {len(symbols) - 12} more" if len(symbols) > 12 else "")
+
+
+def _written(spec: TaskSpec, layout: Layout) -> str:
+    if layout.kind == "grid":
+        return ("; rows as a list of lists, or as lines of "
+                + ("symbols side by side" if spec.compact else "space-separated symbols")
+                + f", or one line of {layout.cells} symbols")
+    return "; a list, or one line of " + ("symbols" if spec.compact else
+                                          "space-separated symbols")
+
+
+def _split(raw: Any, layout: Layout, compact: bool, loc: str) -> list[Any]:
+    """A user's value as the flat list of its symbols, checked against the layout's shape."""
+    if layout.kind == "label":
+        if isinstance(raw, list | dict) or raw is None:
+            raise PuzzleError(f"expected one label, got {type(raw).__name__}", (loc,))
+        return [raw.strip() if isinstance(raw, str) else raw]
+    if isinstance(raw, str):
+        return _split_text(raw, layout, compact, loc)
+    if not isinstance(raw, list):
+        raise PuzzleError(f"expected a string or a list, got {type(raw).__name__}", (loc,))
+    if layout.kind == "sequence":
+        if any(isinstance(v, list | dict) for v in raw):
+            raise PuzzleError("a sequence is a flat list of symbols", (loc,))
+        return _check_length(list(raw), layout, loc)
+    if len(raw) != layout.rows or any(not isinstance(r, list | str) for r in raw):
+        raise PuzzleError(f"expected {layout.rows} rows (lists, or lines of text) of "
+                          f"{layout.columns} symbols, got {len(raw)} items", (loc,))
+    raw = [(list(r.replace(" ", "")) if compact else r.split()) if isinstance(r, str) else r
+           for r in raw]
+    for number, row in enumerate(raw, start=1):
+        if len(row) != layout.columns:
+            raise PuzzleError(f"row {number} has {len(row)} symbols, expected {layout.columns}",
+                              (loc, number - 1))
+    return [value for row in raw for value in row]
+
+
+def _split_text(raw: str, layout: Layout, compact: bool, loc: str) -> list[Any]:
+    lines = [line.strip() for line in raw.replace("\r\n", "\n").strip("\n").split("\n")]
+    cut = (lambda line: list(line.replace(" ", ""))) if compact else (lambda line: line.split())
+    if layout.kind == "sequence" or len(lines) == 1:
+        values = cut(" ".join(lines)) if not compact else cut("".join(lines))
+        if layout.kind == "grid" and len(values) != layout.cells:
+            raise PuzzleError(f"expected {layout.rows} lines of {layout.columns} symbols or one "
+                              f"line of {layout.cells}, got one line of {len(values)}", (loc,))
+        return _check_length(values, layout, loc)
+    if len(lines) != layout.rows:
+        raise PuzzleError(f"expected {layout.rows} lines of {layout.columns} symbols, got "
+                          f"{len(lines)} lines", (loc,))
+    values = []
+    for number, line in enumerate(lines, start=1):
+        row = cut(line)
+        if len(row) != layout.columns:
+            raise PuzzleError(f"line {number} has {len(row)} symbols, expected "
+                              f"{layout.columns}", (loc, number - 1))
+        values += row
+    return values
+
+
+def _check_length(values: list[Any], layout: Layout, loc: str) -> list[Any]:
+    if layout.kind == "sequence" and not 1 <= len(values) <= layout.columns:
+        raise PuzzleError(f"expected 1 to {layout.columns} symbols, got {len(values)}", (loc,))
+    return values
