@@ -219,7 +219,7 @@ class ModelRegistry:
             tasks = set()
             for stem in find_checkpoints(self.root):
                 try:
-                    tasks.add(str(read_card(stem)["task"]))
+                    tasks.add(task_of_card(read_card(stem)).name)  # registers a card's task
                 except (OSError, ValueError, KeyError):
                     continue  # loading reports the broken card
             self._served = sorted(tasks & set(TASKS))

@@ -162,7 +162,7 @@ def default_run(spec: TaskSpec, folder: Path, train_rows: int) -> dict[str, Any]
     else:
         model.update({"token_mixer": "attention", "position_encoding": "learned"})
     batch = 64
-    steps = int(min(4000, max(600, 30 * train_rows // batch)))
+    steps = int(min(4000, max(400, 20 * train_rows // batch)))
     train = {
         "task": spec.name, "task_spec": str(folder / "task.toml"),
         "train_data": str(folder / "train.csv"), "eval_data": str(folder / "val.csv"),
