@@ -39,7 +39,7 @@ _GRACE_S = 5.0  # past the deadline, the run stops waiting for the engine
 
 
 class _Ended(Exception):
-    """The record ended elsewhere (cancel, drain); the run just stops."""
+    """The job ended elsewhere (cancel, drain, a stopping worker); the run just stops."""
 
 
 def _ms(seconds: float) -> float:
@@ -147,7 +147,7 @@ class ArcRun:
         self._check()
 
     async def _wait(self, blocked: bool) -> None:
-        """Until one of ours answers, the record ends elsewhere, or (when the queue was full)
+        """Until one of ours answers, the job ends elsewhere, or (when the queue was full)
         any job of the engine finishes; at the latest when the run's time is up."""
         events = [self.changed, self.sink.done, *([self.room] if blocked else [])]
         waiters = [asyncio.ensure_future(event.wait()) for event in events]
@@ -160,7 +160,7 @@ class ArcRun:
 
     def _fill(self) -> bool:
         """Submit pending predictions while fewer than `slots` of ours are in the engine; none
-        once draining (the drain ends this record). True when the queue was full."""
+        once draining (the drain ends this job). True when the queue was full."""
         if self.draining():
             return False
         while self.pending and len(self.jobs) < self.entry.slots:

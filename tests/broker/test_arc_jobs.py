@@ -1,6 +1,7 @@
-"""ARC's adapt-then-vote in broker mode with real processes: a worker killed mid-fit leaves its
-job to another worker, which finishes it once; a cancel stops the fit on the worker running it;
-a passed deadline is a 504; and ARC's per-model admission limit holds as it does locally."""
+"""ARC's adapt-then-vote in broker mode with real processes: a worker killed mid-fit, or stopped
+past its shutdown timeout, leaves its job to another worker, which finishes it once; a cancel
+stops the fit on the worker running it; a passed deadline is a 504; and ARC's per-model
+admission limit holds as it does locally."""
 
 from __future__ import annotations
 
@@ -54,6 +55,26 @@ def test_arc_job_of_a_killed_worker_finishes_once_elsewhere(redis_server, arc_wo
     assert "reclaimed job" in arc_workers.logs()
     assert pending(store) == 0
     assert int(store.get(broker.depth_key("arc", MODEL)) or 0) == 0
+
+
+def test_arc_job_outliving_a_stopping_worker_is_left_to_another(redis_server, arc_workers,
+                                                                start_api) -> None:
+    stopping = arc_workers.start(redis_server.url, arc_adapt_max_steps=100_000,
+                                 arc_adapt_micro_batch=2, shutdown_timeout_s=0.5)
+    _, api = start_api(redis_server.url, checkpoint_dir=arc_workers.checkpoint_dir,
+                       reclaim_idle_s=3)
+    job_id = api.post("/v1/jobs/arc", json={**UNSEEN, "adapt_budget_s": 20}).json()["id"]
+    store = redis_server.client()
+    wait_until(lambda: store.xlen(broker.events_key(job_id)) >= 2, 60,
+               "the worker to report its fit's progress")
+    stopping.send_signal(signal.SIGTERM)
+    assert stopping.wait(15) == 0
+    assert not store.exists(broker.result_key(job_id)) and pending(store) == 1
+
+    arc_workers.start(redis_server.url, reclaim_idle_s=3, max_deliveries=20,
+                      arc_adapt_max_steps=4)
+    assert terminal_events(api, job_id) == ["solve.completed"]
+    assert api.get(f"/v1/jobs/{job_id}").json()["status"] == "succeeded"
 
 
 def test_cancel_stops_the_fit_on_the_worker(redis_server, arc_workers, start_api) -> None:
