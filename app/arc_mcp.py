@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from app import errors
 from app.agents import problem_message, result_of
 from app.arc_schemas import ArcPair, ArcResult, ArcSolveRequest, ArcTestInput
+from app.arc_service import ArcService
 from app.arc_tools import render_arc_result
 from app.errors import ApiError
 from app.service import SolveService
@@ -49,7 +50,8 @@ def arc_tool(service: SolveService) -> Any:
 async def _solve(service: SolveService, request: ArcSolveRequest, request_id: str,
                  ctx: Context) -> dict[str, Any]:  # type: ignore[type-arg]
     """Follow the request's events; progress counts adaptation steps, then versions answered."""
-    record = service.arc.admit(request, kind="mcp", request_id=request_id, keep_events=True)
+    record = ArcService.of(service).admit(request, kind="mcp", request_id=request_id,
+                                          keep_events=True)
     events = service.events(record, after=-1, cancel_on_close=True)
     adapt_steps = 0
     async with contextlib.aclosing(events):  # type: ignore[type-var]

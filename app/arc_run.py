@@ -1,12 +1,14 @@
 """One ARC request in flight: adapt rows when the task is new, predict every (version, test
-input) through the model's engine, vote per test input, finish the record.
+input) through the model's engine, vote per test input, report the ending.
 
-Runs as a task on the event loop, started by the local runner (`app.runners.local`); engine
-callbacks reach it through the runner's loop bridge, and it reports to the ledger like any job.
-At most `slots` of its engine jobs are queued or running at once, so a request of a thousand
-versions shares the engine with other traffic instead of filling its queue. Events: `arc.adapt`
-(fit progress, then one with `done: true`), `arc.progress` (a version answered every test
-input), then the usual terminal `solve.completed` / `solve.failed` / `solve.cancelled`.
+The one driver of ARC's adapt-then-vote, wherever it runs: the local runner starts it on the
+service's event loop (reporting to the ledger), a broker worker on its own loop (reporting to the
+job's Redis stream); both inject a `RunContext` (`app.task_runs`) and an `ArcAdapter`. Engine
+and fitting-thread callbacks reach the run through the context's loop bridge. At most `slots` of
+its engine jobs are queued or running at once, so a request of a thousand versions shares the
+engine with other traffic instead of filling its queue. Events: `arc.adapt` (fit progress, then
+one with `done: true`), `arc.progress` (a version answered every test input), then the usual
+terminal `solve.completed` / `solve.failed` (a cancel ends the job where it was asked for).
 """
 
 from __future__ import annotations
@@ -16,24 +18,20 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from app import errors, payloads
-from app.engine_thread import LoopBridge
 from app.errors import ApiError
-from app.jobs import TrackedJob
-from app.ledger import Ledger
-from app.registry import ModelEntry
+from app.task_runs import RunContext
 from trm_core.engine import Job, JobResult, QueueFull
 from trm_core.tasks.arc.vote import Ballot
 
 if TYPE_CHECKING:
-    from app.arc_service import ArcService
-    from app.runners.base import ArcWork
+    from app.arc_adapt import ArcAdapter
+    from app.arc_job import ArcWork
 
 log = logging.getLogger(__name__)
 ATTEMPTS = 2  # the benchmark's pass@2
@@ -41,7 +39,7 @@ _GRACE_S = 5.0  # past the deadline, the run stops waiting for the engine
 
 
 class _Ended(Exception):
-    """The record ended elsewhere (cancel, drain); the run just stops."""
+    """The job ended elsewhere (cancel, drain, a stopping worker); the run just stops."""
 
 
 def _ms(seconds: float) -> float:
@@ -49,15 +47,15 @@ def _ms(seconds: float) -> float:
 
 
 class ArcRun:
-    """Drives one ARC record from admission to its terminal event."""
+    """Drives one ARC job from admission to its ending."""
 
-    def __init__(self, arc: ArcService, ledger: Ledger, bridge: LoopBridge, entry: ModelEntry,
-                 record: TrackedJob, work: ArcWork, draining: Callable[[], bool],
-                 room: asyncio.Event) -> None:
-        self.arc, self.ledger, self.bridge, self.draining = arc, ledger, bridge, draining
-        self.room = room  # set whenever a job of this engine finishes: the queue has room
-        self.entry, self.record, self.grids, self.plan = entry, record, work.grids, work.plan
-        self.deadline, self.adapt_budget_s = work.deadline, work.adapt_budget_s
+    def __init__(self, context: RunContext, adapter: ArcAdapter, work: ArcWork,
+                 retry_after_s: int) -> None:
+        self.context, self.adapter, self.retry_after_s = context, adapter, retry_after_s
+        self.sink, self.bridge, self.draining = context.sink, context.bridge, context.draining
+        self.room = context.room  # set whenever a job of this engine finishes: it has room
+        self.entry, self.grids, self.plan = context.entry, work.grids, work.plan
+        self.deadline, self.adapt_budget_s = context.deadline, work.adapt_budget_s
         grids = work.grids
         self.stop = threading.Event()
         self.ballots = [Ballot() for _ in grids.tests]
@@ -84,7 +82,7 @@ class ArcRun:
         except ApiError as exc:
             self._fail(exc, {504: "timeout", 503: "rejected"}.get(exc.status, "error"))
         except Exception:
-            log.exception("ARC request %s failed", self.record.id)
+            log.exception("ARC request %s failed", self.context.job_id)
             self._fail(errors.internal(), "error")
         finally:
             self.cancel()
@@ -100,7 +98,7 @@ class ArcRun:
 
     def _check(self) -> None:
         """Raise when the run must stop: ended elsewhere, a failed job, past the deadline."""
-        if self.record.terminal:
+        if self.sink.ended:
             raise _Ended
         if self.failure is not None:
             raise self.failure
@@ -112,7 +110,7 @@ class ArcRun:
     async def _adapt(self) -> None:
         on_progress = self.bridge.wrap(self._adapt_progress)
         started = time.monotonic()
-        adapted, cached = await self.arc.adapt(self.entry, self.grids, self.plan.versions,
+        adapted, cached = await self.adapter.adapt(self.entry, self.grids, self.plan.versions,
                                                self.adapt_budget_s, self.deadline, on_progress,
                                                self._stopped)
         self.adapt_s = 0.0 if cached else time.monotonic() - started
@@ -124,13 +122,14 @@ class ArcRun:
 
     def _stopped(self) -> bool:
         """Polled by the fitting thread: cancelled, or ended elsewhere (drain, deadline)."""
-        return self.stop.is_set() or self.record.terminal
+        return self.stop.is_set() or self.sink.ended
 
     def _adapt_progress(self, data: dict[str, Any]) -> None:
         self._publish("arc.adapt", {"done": False, **data})
 
     def _publish(self, name: str, data: dict[str, Any]) -> None:
-        self.ledger.publish(self.record, name, data)
+        if not self.sink.ended:
+            self.sink.publish(name, data)
 
     # ------------------------------------------------------------------------ prediction
 
@@ -148,9 +147,9 @@ class ArcRun:
         self._check()
 
     async def _wait(self, blocked: bool) -> None:
-        """Until one of ours answers, the record ends elsewhere, or (when the queue was full)
+        """Until one of ours answers, the job ends elsewhere, or (when the queue was full)
         any job of the engine finishes; at the latest when the run's time is up."""
-        events = [self.changed, self.record.done, *([self.room] if blocked else [])]
+        events = [self.changed, self.sink.done, *([self.room] if blocked else [])]
         waiters = [asyncio.ensure_future(event.wait()) for event in events]
         try:
             await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED,
@@ -161,7 +160,7 @@ class ArcRun:
 
     def _fill(self) -> bool:
         """Submit pending predictions while fewer than `slots` of ours are in the engine; none
-        once draining (the drain ends this record). True when the queue was full."""
+        once draining (the drain ends this job). True when the queue was full."""
         if self.draining():
             return False
         while self.pending and len(self.jobs) < self.entry.slots:
@@ -180,11 +179,11 @@ class ArcRun:
     def _on_done(self, version: int, test: int, result: JobResult) -> None:
         """One prediction finished (loop thread)."""
         self.room.set()
-        if self.jobs.pop(result.job_id, None) is None or self.record.terminal:
+        if self.jobs.pop(result.job_id, None) is None or self.sink.ended:
             return
         self.changed.set()
         if result.status not in ("solved", "unsolved") or result.answer is None:
-            self.failure, _ = payloads.failure_error(result, self.arc.settings.retry_after_s)
+            self.failure, _ = payloads.failure_error(result, self.retry_after_s)
             return
         self.steps_used = max(self.steps_used, result.steps_used)
         self.ballots[test].add_canvas(result.answer, self.plan.symmetries[version],
@@ -199,9 +198,9 @@ class ArcRun:
 
     def _complete(self, compute_s: float) -> None:
         answers = [self._answer(ballot) for ballot in self.ballots]
-        total_s = time.monotonic() - self.record.started
+        total_s = time.monotonic() - self.context.started
         body = {
-            "id": self.record.id, "object": "arc.result", "task": "arc",
+            "id": self.context.job_id, "object": "arc.result", "task": "arc",
             "model": self.entry.id,
             "status": "answered" if all(a["attempts"] for a in answers) else "unanswered",
             "mode": self.plan.mode, "task_id": self.plan.task_id,
@@ -210,7 +209,7 @@ class ArcRun:
             "timing": {"adapt_ms": _ms(self.adapt_s), "compute_ms": _ms(compute_s),
                        "total_ms": _ms(total_s)},
         }
-        self.ledger.end(self.record, payloads.completed(body))
+        self.sink.complete(body)
 
     @staticmethod
     def _answer(ballot: Ballot) -> dict[str, Any]:
@@ -221,4 +220,4 @@ class ArcRun:
                 "vote_counts": [c.votes for c in ranked]}
 
     def _fail(self, error: ApiError, outcome: str) -> None:
-        self.ledger.fail(self.record, error, outcome)
+        self.sink.fail(error, outcome)

@@ -1,32 +1,26 @@
-"""ARC admission and test-time adaptation: the service side of `POST /v1/solve/arc` and
-`POST /v1/jobs/arc`.
+"""ARC admission: the service side of `POST /v1/solve/arc` and `POST /v1/jobs/arc`.
 
 An ARC request becomes one `TrackedJob` (so waiting, streaming, the jobs API, cancelling and
-drain work as for any solve), handed to the runner as an `ArcWork` job; the local runner drives
-it with an `ArcRun` task on the event loop, which feeds many engine jobs (versions x test
-inputs) to the model's engine beside other traffic. Fitted rows of
-adapted tasks are kept per (model, demonstrations digest, versions) in a small LRU.
+drain work as for any solve), handed to the runner as `TaskWork` of ARC's job kind
+(`app.arc_job`): the local runner runs it on this process's engines, the broker runner queues it
+for a broker worker, and either drives it with the same `ArcRun`, which adapts rows when the task
+is new and feeds many engine jobs (versions x test inputs) to the model's engine beside other
+traffic.
 
 Admission is the service's (`SolveService.admission`: 404, 503 draining or not ready) plus what
 an ARC request may cost: limits on pairs, test inputs, versions and fitted examples (422 naming
-the limit), and at most `TRM_ARC_MAX_QUEUE_SIZE` admitted, unfinished requests per model (503 +
-Retry-After). Fits run one at a time on a pool thread; `trm_core.tasks.arc.adapt`
-differentiates only the new rows, so the engine thread keeps stepping the same model meanwhile.
-A runner that cannot run ARC work refuses it (501).
+the limit), and at most `TRM_ARC_MAX_QUEUE_SIZE` admitted, unfinished requests per model on
+this replica (503 + Retry-After), whichever runner serves it.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
-from collections import OrderedDict, defaultdict, deque
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections import defaultdict, deque
+from typing import TYPE_CHECKING
 
-from app import errors
+from app.arc_job import KIND, ArcWork
 from app.arc_request import (
-    ArcGrids,
     KnownTasks,
     check_fit_size,
     check_limits,
@@ -38,28 +32,33 @@ from app.errors import ApiError
 from app.jobs import RecordKind, TrackedJob
 from app.ledger import ENDPOINT_OF
 from app.registry import ModelEntry
-from app.runners.base import ArcWork
-from trm_core.tasks.arc.adapt import AdaptConfig, AdaptedTask, fit_rows
+from app.runners.base import TaskWork
 
 if TYPE_CHECKING:
     from app.service import SolveService
 
 log = logging.getLogger(__name__)
 TASK = "arc"
-_FIT_SHARE = 0.8  # of the time left before the deadline a fit may take; predictions need the rest
 
 
 class ArcService:
-    """Admits ARC requests and owns the adapted-rows cache; one per `SolveService`."""
+    """Admits ARC requests; one per `SolveService` (`ArcService.of`)."""
 
     def __init__(self, service: SolveService) -> None:
         self.service = service
         self.settings = service.settings
         self._known: dict[str, KnownTasks | None] = {}
-        self._adapted: OrderedDict[tuple[str, str, int], AdaptedTask] = OrderedDict()
-        self._fit_lock: asyncio.Lock | None = None
         # Admitted, unfinished requests per model: at most TRM_ARC_MAX_QUEUE_SIZE each.
         self._open: defaultdict[str, list[TrackedJob]] = defaultdict(list)
+
+    @classmethod
+    def of(cls, service: SolveService) -> ArcService:
+        """The service's ARC admission, made on first use."""
+        arc = service.extensions.get(TASK)
+        if arc is None:
+            arc = service.extensions[TASK] = cls(service)
+        assert isinstance(arc, cls)
+        return arc
 
     # ------------------------------------------------------------------------- admission
 
@@ -68,7 +67,7 @@ class ArcService:
         """Check, plan and start one ARC request; raises `ApiError` for every refusal."""
         endpoint = ENDPOINT_OF[kind]
         self.service.registry.require_task(TASK)
-        entry = self.service.admission(TASK, request.model, endpoint, "arc")
+        entry = self.service.admission(TASK, request.model, endpoint, KIND)
         try:
             versions, max_steps = check_limits(request, entry, self.settings)
             grids = parse_task(request)
@@ -86,10 +85,10 @@ class ArcService:
                                            keep_events=keep_events)
         # accepted, adaptation progress (one per 10 fit steps), one per version, terminal
         record.events = deque(maxlen=plan.versions + self.settings.arc_adapt_max_steps // 10 + 8)
-        work = ArcWork(grids, plan, self.service.deadline(kind, request.timeout_ms),
-                       self._budget(request),
-                       {"mode": plan.mode, "versions": plan.versions,
-                        "test_inputs": len(grids.tests)})
+        work = TaskWork(KIND, ArcWork(grids, plan, self._budget(request)),
+                        self.service.deadline(kind, request.timeout_ms),
+                        {"mode": plan.mode, "versions": plan.versions,
+                         "test_inputs": len(grids.tests)})
         self.service.run(record, entry, work)
         open_records.append(record)
         return record
@@ -106,51 +105,3 @@ class ArcService:
         server's."""
         asked = request.adapt_budget_s or self.settings.arc_adapt_budget_s
         return min(asked, self.settings.arc_adapt_max_budget_s)
-
-    # ---------------------------------------------------------------------- adaptation
-
-    async def adapt(self, entry: ModelEntry, grids: ArcGrids, versions: int, budget_s: float,
-                    deadline: float, on_progress: Callable[[dict[str, Any]], None],
-                    should_stop: Callable[[], bool]) -> tuple[AdaptedTask, bool]:
-        """Fitted rows for the task and whether they came from the cache; one fit at a time.
-        The fit gets `budget_s`, or less once it may start: most of the time left before
-        `deadline` (predictions need the rest), a 504 when none is. `should_stop` is polled
-        from the fitting thread before every micro-batch, so a cancelled fit frees the lock
-        (and its memory) within one."""
-        key = (entry.id, grids.digest, versions)
-        if self._fit_lock is None:
-            self._fit_lock = asyncio.Lock()
-        async with self._fit_lock:
-            cached = self._cached(key)
-            if cached is not None:
-                return cached, True
-            budget_s = min(budget_s, _FIT_SHARE * (deadline - time.monotonic()))
-            if budget_s <= 0:
-                raise errors.timeout("the deadline passed while earlier requests adapted")
-            config = AdaptConfig(budget_s=budget_s, max_steps=self.settings.arc_adapt_max_steps,
-                                 seed=grids.seed,
-                                 micro_batch=self.settings.arc_adapt_micro_batch)
-            adapted = await asyncio.to_thread(
-                fit_rows, entry.engine.model, grids.demos, grids.tests, versions, config,
-                autocast_dtype=entry.engine.autocast_dtype, on_progress=on_progress,
-                should_stop=should_stop)
-        log.info("adapted %s rows for task %s in %.2f s (%d steps, stopped: %s, demo exact "
-                 "%.2f)", versions, grids.digest[:12], adapted.report.seconds,
-                 adapted.report.steps, adapted.report.stopped, adapted.report.demo_exact)
-        if adapted.report.stopped != "cancelled" and adapted.report.steps:
-            self._remember(key, adapted)  # a fit cut short before its first step is no fit
-        return adapted, False
-
-    def _cached(self, key: tuple[str, str, int]) -> AdaptedTask | None:
-        adapted = self._adapted.get(key)
-        if adapted is not None:
-            self._adapted.move_to_end(key)
-        return adapted
-
-    def _remember(self, key: tuple[str, str, int], adapted: AdaptedTask) -> None:
-        if self.settings.arc_adapt_cache_size == 0:
-            return
-        self._adapted[key] = adapted
-        self._adapted.move_to_end(key)
-        while len(self._adapted) > self.settings.arc_adapt_cache_size:
-            self._adapted.popitem(last=False)

@@ -8,7 +8,7 @@ Key layout (every key is prefixed `trm:`):
 
 | key | type | written by | meaning |
 |---|---|---|---|
-| `q:{task}:{model}` | stream, group `workers` | API | solve jobs waiting for a worker |
+| `q:{task}:{model}` | stream, group `workers` | API | jobs (puzzles, task work) awaiting a worker |
 | `dlq:{task}:{model}` | stream | worker | jobs delivered more than `TRM_MAX_DELIVERIES` times |
 | `ev:{job}` | stream (MAXLEN, EXPIRE) | API, worker | the job's SSE events, for any replica |
 | `res:{job}` | string (EX) | first finisher | the terminal event; existing = finished |
@@ -33,6 +33,9 @@ GROUP = "workers"
 CANCEL_CHANNEL = f"{PREFIX}cancel"
 # Events kept per job stream: accepted + 16 steps + terminal, with room for one restart.
 EVENT_MAXLEN = 64
+# Events kept per stream of a task's own job kind: ARC writes one per version (256 at most by
+# default) and one per 10 fit steps, and a follower must never find them trimmed before it read.
+TASK_EVENT_MAXLEN = 4096
 # Dead-lettered jobs kept for inspection (approximate trim: the oldest go first).
 DEAD_LETTER_MAXLEN = 10_000
 TERMINAL_EVENTS = frozenset({"solve.completed", "solve.failed", "solve.cancelled"})
@@ -102,13 +105,15 @@ class JobKeys(Protocol):
 
 
 def finish_args(job: JobKeys, name: str, data: dict[str, Any], ttl_s: float,
-                message_id: str = "") -> tuple[list[str], list[str | int]]:
-    """KEYS and ARGV of `FINISH_SCRIPT` for one terminal event."""
+                message_id: str = "", maxlen: int = EVENT_MAXLEN
+                ) -> tuple[list[str], list[str | int]]:
+    """KEYS and ARGV of `FINISH_SCRIPT` for one terminal event (the stream trimmed to
+    `maxlen` events)."""
     encoded = json.dumps(data, separators=(",", ":"))
     terminal = json.dumps({"name": name, "data": data}, separators=(",", ":"))
     keys = [result_key(job.id), events_key(job.id), depth_key(job.task, job.model),
             queue_key(job.task, job.model)]
-    return keys, [terminal, max(1, int(ttl_s)), name, encoded, EVENT_MAXLEN, GROUP, message_id]
+    return keys, [terminal, max(1, int(ttl_s)), name, encoded, maxlen, GROUP, message_id]
 
 
 def event_fields(name: str, data: dict[str, Any], event_id: int | None) -> dict[Any, Any]:
@@ -125,11 +130,13 @@ def decode_event(fields: dict[str, str]) -> tuple[str, dict[str, Any], int | Non
 
 @dataclass(frozen=True)
 class JobMessage:
-    """A solve job on a queue stream: everything a worker needs, nothing it must look up.
+    """A job on a queue stream: everything a worker needs, nothing it must look up.
 
-    `deadline` is wall-clock (epoch seconds) because it crosses machines; each side turns it into
-    its own monotonic clock. `events` is "all" when someone may read step events, else "first"
-    (the replica times the first step)."""
+    `deadline` and `created_at` are wall-clock (epoch seconds) because they cross machines; each
+    side turns them into its own monotonic clock. `events` is "all" when someone may read step
+    events, else "first" (the replica times the first step). `work` is "puzzle" (the puzzle
+    fields say what to solve) or the name of a task's job kind, whose work `spec` carries as
+    that kind encodes it."""
 
     job_id: str
     kind: str
@@ -148,6 +155,9 @@ class JobMessage:
     search_attempts: int = 1
     search_round_steps: int = 0
     seed: int = 0
+    work: str = "puzzle"
+    spec: str = ""
+    created_at: float = 0.0  # 0: unknown (the worker counts from when it took the job)
 
     @property
     def id(self) -> str:
@@ -174,7 +184,8 @@ class JobMessage:
                 "return_steps": "1" if self.return_steps else "0",
                 "budget_steps": str(self.budget_steps),
                 "search_attempts": str(self.search_attempts),
-                "search_round_steps": str(self.search_round_steps), "seed": str(self.seed)}
+                "search_round_steps": str(self.search_round_steps), "seed": str(self.seed),
+                "work": self.work, "spec": self.spec, "created_at": repr(self.created_at)}
 
     @classmethod
     def from_fields(cls, fields: dict[str, str]) -> JobMessage:
@@ -188,7 +199,9 @@ class JobMessage:
                    budget_steps=int(fields.get("budget_steps", 0)),
                    search_attempts=int(fields.get("search_attempts", 1)),
                    search_round_steps=int(fields.get("search_round_steps", 0)),
-                   seed=int(fields.get("seed", 0)))
+                   seed=int(fields.get("seed", 0)), work=fields.get("work", "puzzle"),
+                   spec=fields.get("spec", ""),
+                   created_at=float(fields.get("created_at", 0.0)))
 
     def remaining_s(self) -> float:
         """Seconds until the deadline on this machine's wall clock (negative once passed)."""

@@ -1,9 +1,11 @@
 """A broker-mode worker: takes solve jobs from Redis Streams and feeds the same `Engine` the
-local runner uses; engine callbacks become events on each job's stream.
+local runner uses; engine callbacks become events on each job's stream. A job of a task's own
+kind (ARC's adapt-then-vote) runs on `WorkerRuns`' loop thread with the driver the local runner
+uses, feeding the same engine; its events and ending take the same way out.
 
 Threads: the caller's thread runs `BrokerWorker.run` (read, reclaim, heartbeat, cancels); each
-engine steps on its `EngineThread`; one publisher thread writes events and results in
-pipelined batches, so engine callbacks never wait on the network.
+engine steps on its `EngineThread`; task runs share one loop thread; one publisher thread writes
+events and results in pipelined batches, so engine callbacks never wait on the network.
 
 Delivery guarantees: a message is acked only after its job's terminal event was written (or
 someone else already wrote one), so a worker that dies leaves its jobs pending; any worker's
@@ -31,6 +33,7 @@ import redis
 from app import broker, cache, errors, payloads
 from app.registry import ModelEntry, ModelRegistry
 from app.settings import Settings
+from app.worker_runs import WorkerRuns
 from trm_core.engine import Job, JobResult, QueueFull, StepUpdate
 
 log = logging.getLogger(__name__)
@@ -66,6 +69,7 @@ class BrokerWorker:
         self._next_beat = 0.0
         self._next_reclaim = 0.0
         self.connected = threading.Event()
+        self.task_runs = WorkerRuns(settings)
 
     # ---------------------------------------------------------------------------- main loop
 
@@ -75,6 +79,7 @@ class BrokerWorker:
         publisher = threading.Thread(target=self._publish_forever, args=(stop,),
                                      name="broker-publisher", daemon=True)
         publisher.start()
+        self.task_runs.start()
         backoff = 0.2
         while not stop.is_set():
             try:
@@ -143,8 +148,10 @@ class BrokerWorker:
             if message is None:
                 return
             if message.get("type") == "message":
+                job_id = str(message["data"])
                 for entry in self.streams.values():
-                    entry.engine.cancel(str(message["data"]))
+                    entry.engine.cancel(job_id)
+                self.task_runs.cancel(job_id)
 
     # --------------------------------------------------------------------- taking jobs
 
@@ -162,13 +169,16 @@ class BrokerWorker:
             return
         cells = np.asarray(message.puzzle, dtype=np.int8)
         delivery = Delivery(message, message_id, entry, cells)
+        if message.work != "puzzle":
+            self._take_task_work(delivery)
+            return
         job = Job(puzzle=cells, max_steps=message.max_steps,
                   halting="never" if message.halting == "never" else "auto",
                   attempts=message.attempts, latent_noise=message.latent_noise,
                   seed=message.seed, search=message.search(),
                   deadline=time.monotonic() + message.remaining_s(),
                   on_step=lambda update: self._on_step(delivery, update),
-                  on_done=lambda result: self._out.put(("done", delivery, result)),
+                  on_done=lambda result: self._on_done(delivery, result),
                   id=message.job_id)
         try:
             entry.engine.submit(job)
@@ -179,6 +189,23 @@ class BrokerWorker:
             if "already queued or running" in str(exc):
                 return  # a reclaim of a job this worker is still running
             self._out.put(("failed", delivery, f"invalid job: {exc}"))
+
+    def _take_task_work(self, delivery: Delivery) -> None:
+        """Start a job of a task's own kind on the task-run loop (once per worker)."""
+        message = delivery.message
+        if self.task_runs.holds(message.job_id):
+            return  # a reclaim of a job this worker is still running
+        if message.work not in self.task_runs.kinds:
+            self._out.put(("failed", delivery, f"unknown job kind {message.work!r}"))
+            return
+        self.task_runs.take(message, delivery.entry,
+                            lambda kind, payload: self._out.put((kind, delivery, payload)))
+
+    def _on_done(self, delivery: Delivery, result: JobResult) -> None:
+        """Engine thread: hand the ending to the publisher; task runs waiting for room in
+        this engine's queue retry."""
+        self._out.put(("done", delivery, result))
+        self.task_runs.notify_room(delivery.entry.id)
 
     def _on_step(self, delivery: Delivery, update: StepUpdate) -> None:
         """Engine thread: record the step and hand its event to the publisher."""
@@ -262,7 +289,7 @@ class BrokerWorker:
         except redis.RedisError as exc:
             log.warning("could not publish %d event(s) (%s); retrying the results", len(batch),
                         exc)
-        finals = [item for item in batch if item[0] != "step"]
+        finals = [item for item in batch if item[0] not in ("step", "event")]
         backoff, give_up_at = 0.2, None
         while finals:
             if stop.is_set():
@@ -285,6 +312,9 @@ class BrokerWorker:
         pipe = self.client.pipeline(transaction=False)
         for kind, delivery, payload in batch:
             message = delivery.message
+            if kind in ("event", "end"):
+                self._task_event(pipe, delivery, kind, payload, ttl)
+                continue
             if kind == "step":
                 data = payloads.step_data(delivery.entry.task, payload)
                 key = broker.events_key(message.job_id)
@@ -300,6 +330,20 @@ class BrokerWorker:
             if kind == "done":
                 self._cache(pipe, delivery, payload)
         return pipe
+
+    def _task_event(self, pipe: Any, delivery: Delivery, kind: str,
+                    payload: tuple[str, dict[str, Any]], ttl: int) -> None:
+        """A task run's event, or its ending (which acks its message)."""
+        name, data = payload
+        if kind == "end":
+            keys, args = broker.finish_args(delivery.message, name, data, ttl,
+                                            delivery.message_id, broker.TASK_EVENT_MAXLEN)
+            self._finish(keys=keys, args=args, client=pipe)
+            return
+        key = broker.events_key(delivery.message.job_id)
+        pipe.xadd(key, broker.event_fields(name, data, None), maxlen=broker.TASK_EVENT_MAXLEN,
+                  approximate=False)
+        pipe.expire(key, ttl)
 
     def _terminal(self, delivery: Delivery, result: JobResult) -> tuple[str, dict[str, Any]]:
         """The job's terminal event, as any runner ends a job."""
@@ -328,14 +372,16 @@ class BrokerWorker:
     # ------------------------------------------------------------------------- shutdown
 
     def _idle(self) -> bool:
-        return not any(e.engine.busy for e in self.streams.values())
+        return not self.task_runs and not any(e.engine.busy for e in self.streams.values())
 
     def _wind_down(self, publisher: threading.Thread) -> None:
         """Finish running jobs within the shutdown timeout; the rest stay pending for others."""
         deadline = time.monotonic() + self.settings.shutdown_timeout_s
         while not self._idle() and time.monotonic() < deadline:
             time.sleep(0.05)
+        self.task_runs.abandon_all()
         publisher.join(timeout=5.0)
+        self.task_runs.stop()
         with contextlib.suppress(redis.RedisError):
             self.client.delete(broker.worker_key(self.worker_id))
         log.info("worker %s stopped", self.worker_id)

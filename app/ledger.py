@@ -1,7 +1,7 @@
 """The one place a job's record changes after admission: accepted, running, its events, and its
 end, where it is counted in the metrics.
 
-Every runner (local engine threads, the Redis broker) and ARC runs report through a `Ledger`;
+Every runner (local engine threads and task runs, the Redis broker) reports through a `Ledger`;
 what they report is built by `app.payloads`. Everything here runs on the event loop thread.
 Boundaries: no FastAPI, no Redis, no engine.
 """

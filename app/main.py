@@ -26,10 +26,11 @@ from app.metrics import Metrics
 from app.middleware import BodyGuardMiddleware, HostGuardMiddleware, RequestContextMiddleware
 from app.problems import install_problem_handlers
 from app.registry import ModelRegistry
-from app.routes import arc, bundles, docs, examples, health, jobs, models, solve, tools, viewer
+from app.routes import bundles, docs, examples, health, jobs, models, solve, tools, viewer
 from app.runners import make_runner
 from app.service import SolveService
 from app.settings import Settings
+from app.task_apis import OWN_ROUTES
 
 log = logging.getLogger(__name__)
 DESCRIPTION = """Tiny Recursive Models solving grid puzzles over HTTP.
@@ -99,8 +100,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.service = service
     app.state.examples = examples_generator
     install_problem_handlers(app, settings.problem_base_uri)
-    # arc first: its /v1/solve/arc must win over the generic /v1/solve/{task}
-    for module in (arc, solve, jobs, models, bundles, health, examples, tools, viewer, docs):
+    # tasks' own routes first: a task's /v1/solve/<task> must win over /v1/solve/{task}
+    for router in OWN_ROUTES.values():
+        app.include_router(router)
+    for module in (solve, jobs, models, bundles, health, examples, tools, viewer, docs):
         app.include_router(module.router)
     app.state.mcp = mcp
     # The MCP endpoint as a plain route at /mcp (a Mount would redirect /mcp to /mcp/).

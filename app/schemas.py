@@ -22,7 +22,7 @@ from pydantic import (
     model_validator,
 )
 
-from app.arc_schemas import ArcResult
+from app.task_models import TaskResult
 
 Halting = Literal["auto", "never"]
 EXAMPLE_PUZZLE = (
@@ -267,7 +267,7 @@ class Problem(BaseModel):
 
 
 # A job's result is the body its task's solve route answers with; both carry `object`.
-JobResult = Annotated[SolveResult | ArcResult, Field(discriminator="object")]
+JobResult = Annotated[SolveResult | TaskResult, Field(discriminator="object")]
 
 
 class JobObject(BaseModel):

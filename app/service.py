@@ -5,9 +5,10 @@ service never asks which one it has.
 
 Admission order matters for clients and metrics: unknown task (404), draining or not ready (503),
 unknown model (404), the runner's refusal (503, or 501 for work it cannot run), out-of-range
-options and malformed puzzles (422), then the queue (503 when full). Every kind of work (ARC
-too) passes `admission`; everything is checked before the job exists, so a stream only starts
-for a job that was accepted.
+options and malformed puzzles (422), then the queue (503 when full). Every kind of work (a
+task's own job kind too: its service admits through `admission` and hands its `TaskWork` to
+`run`); everything is checked before the job exists, so a stream only starts for a job that was
+accepted. Tasks with an API of their own keep their per-service state in `extensions`.
 """
 
 from __future__ import annotations
@@ -20,13 +21,12 @@ from collections.abc import AsyncIterator, Awaitable
 from typing import Any, NoReturn
 
 from app import errors, payloads
-from app.arc_service import ArcService
 from app.errors import ApiError
 from app.jobs import Event, JobStore, RecordKind, TrackedJob
 from app.ledger import ENDPOINT_OF, Ledger
 from app.metrics import Metrics
 from app.registry import ModelEntry, ModelRegistry, UnknownModel
-from app.runners.base import PuzzleWork, Runner, RunnerFull, Work, WorkKind
+from app.runners.base import PUZZLE, PuzzleWork, Runner, RunnerFull, Work, WorkKind
 from app.schemas import SolveRequest
 from app.settings import Settings
 from trm_core.tasks.base import PuzzleError
@@ -47,7 +47,9 @@ class SolveService:
         self.store = store
         self.metrics = metrics
         self.ledger = Ledger(settings, registry, store)
-        self.arc = ArcService(self)
+        # a task's own per-service objects (its admission of requests that are not puzzles),
+        # by task name, made on first use by the task's code
+        self.extensions: dict[str, Any] = {}
         self.runner: Runner | None = None  # set once by `use`, before start
         self.draining = False
         self._drain_task: asyncio.Task[None] | None = None
@@ -109,10 +111,10 @@ class SolveService:
     # --------------------------------------------------------------------------- admission
 
     def admission(self, task_name: str, ref: str | None, endpoint: str,
-                  kind: WorkKind = "puzzle") -> ModelEntry:
-        """The model any new request (puzzle or ARC task) runs on, past the checks all pass;
-        the caller then validates, and refuses with `reject(..., "queue_full")` when its kind
-        of work has no room."""
+                  kind: WorkKind = PUZZLE) -> ModelEntry:
+        """The model any new request (a puzzle, or work of a task's job kind) runs on, past
+        the checks all pass; the caller then validates, and refuses with
+        `reject(..., "queue_full")` when its kind of work has no room."""
         self.registry.require_task(task_name)
         if self.draining or not self.started:
             self.reject(task_name, ref, endpoint, "draining" if self.draining else "not_ready")

@@ -1,4 +1,6 @@
 """Service configuration: the one `Settings` object, read from `TRM_*` environment variables.
+Settings of one task live in that task's group (`app.task_models.TaskSettings`), which
+`Settings` inherits, so their names and environment variables are the same as any other's.
 
 Nothing else in the service reads the environment; every component receives the values it needs
 from a `Settings` instance, so tests build their own without touching `os.environ`.
@@ -15,6 +17,7 @@ from typing import Annotated, Any
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from app.task_models import TaskSettings
 from trm_core.checkpoint import find_checkpoints
 from trm_core.inference import AutocastChoice, InferenceDtype
 
@@ -42,9 +45,10 @@ def _split_commas(value: Any) -> Any:
     return value
 
 
-class Settings(BaseSettings):
+class Settings(BaseSettings, TaskSettings):
     """Every knob of the HTTP service. Environment names are the field names upper-cased with the
-    `TRM_` prefix, e.g. `TRM_CHECKPOINT_DIR`."""
+    `TRM_` prefix, e.g. `TRM_CHECKPOINT_DIR`. A task's own settings (`TRM_ARC_*`) come from its
+    settings group, which `TaskSettings` gathers."""
 
     model_config = SettingsConfigDict(env_prefix="TRM_", extra="ignore", frozen=True)
 
@@ -103,36 +107,6 @@ class Settings(BaseSettings):
         default=300.0, gt=0, description="deadline of jobs made by POST /v1/jobs")
     retry_after_s: int = Field(
         default=2, ge=1, description="Retry-After sent with 503 answers")
-
-    # ARC (POST /v1/solve/arc, POST /v1/jobs/arc)
-    arc_versions: int = Field(
-        default=8, ge=1, description="augmented versions voted over when a request names none")
-    arc_max_versions: int = Field(default=256, ge=1, description="most versions a request may "
-                                                                 "ask for")
-    arc_adapt_budget_s: float = Field(
-        default=10.0, gt=0, description="test-time adaptation seconds when a request names none")
-    arc_adapt_max_budget_s: float = Field(
-        default=60.0, gt=0, description="cap on a request's adapt_budget_s")
-    arc_adapt_max_steps: int = Field(
-        default=300, ge=1, description="optimizer steps of one adaptation at most")
-    arc_adapt_cache_size: int = Field(
-        default=64, ge=0, description="adapted tasks whose rows stay in memory (LRU)")
-    # What one ARC request may cost. A fit keeps the carry of every example (pairs x versions;
-    # 3.75 MB each at paper size) and runs one fit at a time, so both are capped per request.
-    arc_max_pairs: int = Field(default=16, ge=1,
-                               description="most demonstration pairs (train) a request may send")
-    arc_max_test_inputs: int = Field(default=8, ge=1,
-                                     description="most test inputs a request may send")
-    arc_max_examples: int = Field(
-        default=256, ge=1, description="most examples (demonstration pairs x versions) one "
-                                       "adaptation may fit; larger requests get 422")
-    arc_adapt_micro_batch: int = Field(
-        default=32, ge=1, description="examples per forward/backward pass of an adaptation "
-                                      "(gradients add up to one step; budget and "
-                                      "cancellation are checked between them)")
-    arc_max_queue_size: int = Field(
-        default=8, ge=1, description="ARC requests admitted and unfinished per model (they "
-                                     "adapt one at a time), beyond which 503 + Retry-After")
 
     # Example puzzles (GET /v1/examples/{task}/generate): pure-Python searches, run in other
     # processes so they never hold this one's interpreter lock while engines step.

@@ -38,7 +38,10 @@ def _default(field: FieldInfo) -> str:
 def markdown_table() -> str:
     """Every setting: its environment variable, default and meaning."""
     lines = ["| setting | default | meaning |", "|---|---|---|"]
-    for name, field in Settings.model_fields.items():
+    # the service's own settings in the order `Settings` declares them, then the tasks' groups
+    own = set(Settings.__annotations__)
+    fields = sorted(Settings.model_fields.items(), key=lambda item: item[0] not in own)
+    for name, field in fields:
         meaning = (field.description or "").replace("|", "\\|")
         lines.append(f"| `TRM_{name.upper()}` | {_default(field)} | {meaning} |")
     return "\n".join(lines)

@@ -1,7 +1,8 @@
 """Tasks whose requests are not one puzzle string (ARC: demonstration pairs) have an API of their
 own in app/: routes (app/routes/<task>.py), an OpenAI function tool and an MCP tool.
-This module is the one place app/ maps such a task's name to its tools; tasks that solve puzzle
-strings need nothing here, as the generic routes and tools serve every one of them.
+This module is the one place app/ maps such a task's name to its routes and tools; tasks that
+solve puzzle strings need nothing here, as the generic routes and tools serve every one of them.
+(The work such a task runs is its job kind, registered in `app.task_jobs`.)
 
 `openai_tools` and `add_mcp_tools` are what `GET /v1/tools` and the MCP server call: the
 generic `solve_<task>` tool for puzzle-string tasks, the task's own tool for the others.
@@ -13,8 +14,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from fastapi import APIRouter
+
 from app import arc_mcp, arc_tools
 from app.agents import agent_parameters, strict_schema, tool_description, tool_name
+from app.routes import arc
 from app.service import SolveService
 
 
@@ -34,6 +38,9 @@ OWN_TOOLS: dict[str, OwnTools] = {
     "arc": OwnTools(arc_tools.TOOL_NAME, "Solve an ARC task", arc_tools.DESCRIPTION,
                     arc_tools.arc_openai_tool, arc_mcp.arc_tool),
 }
+
+# Included before the generic routes: a task's /v1/solve/<task> wins over /v1/solve/{task}.
+OWN_ROUTES: dict[str, APIRouter] = {"arc": arc.router}
 
 
 def openai_tools(tasks: list[str]) -> list[dict[str, Any]]:

@@ -129,17 +129,18 @@ class Workers:
 
 
 @contextlib.contextmanager
-def broker_stack(settings: Settings, folder: Path) -> Iterator[RunningServer]:
-    """A redis-server, one broker worker process for `settings`' checkpoints and an API
-    replica in broker mode, all stopped on exit."""
+def broker_stack(settings: Settings, folder: Path, **worker_settings: Any
+                 ) -> Iterator[RunningServer]:
+    """A redis-server, one broker worker process for `settings`' checkpoints (with
+    `worker_settings` as well) and an API replica in broker mode, all stopped on exit."""
     if not Path(REDIS_SERVER).exists():
         pytest.skip("needs a redis-server binary")
     redis_server = RedisProcess(free_port(), folder / "redis.log")
     redis_server.start()
     workers = Workers(folder, Path(settings.checkpoint_dir or "."))
     try:
-        workers.start(redis_server.url, max_batch_size=settings.max_batch_size,
-                      search_budget_steps=0)
+        workers.start(redis_server.url, **{"max_batch_size": settings.max_batch_size,
+                                           "search_budget_steps": 0, **worker_settings})
         api = settings.model_copy(update={"redis_url": redis_server.url})
         with serve_in_thread(api, wait_ready=False) as running:
             running.wait_ready(90)

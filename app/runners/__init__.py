@@ -20,5 +20,4 @@ def make_runner(service: SolveService) -> Runner:
                             connect(service.settings))
     from app.runners.local import LocalRunner
 
-    return LocalRunner(service.settings, service.registry, service.ledger, service.metrics,
-                       service.arc)
+    return LocalRunner(service.settings, service.registry, service.ledger, service.metrics)

@@ -4,7 +4,9 @@
 ready and whether it has room, runs the jobs it is given and reports every event and ending to
 the `Ledger`. `LocalRunner` (`app.runners.local`) runs them on engine threads in this process;
 `BrokerRunner` (`app.runners.broker`) puts them on Redis streams for broker worker processes.
-The service never asks which one it has.
+The service never asks which one it has. A job is one puzzle (`PuzzleWork`) or work of a kind a
+task drives itself (`TaskWork`: ARC's adapt-then-vote), which both runners carry by its kind's
+name and run through the same `app.task_runs.JobKind`.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any
 
 import numpy as np
 
@@ -23,10 +25,8 @@ from app.registry import ModelEntry
 from app.settings import Settings
 from trm_core.engine import Halting, SearchConfig
 
-if TYPE_CHECKING:
-    from app.arc_request import ArcGrids, ArcPlan
-
-WorkKind = Literal["puzzle", "arc"]
+PUZZLE = "puzzle"  # the work kind of one puzzle; other kinds are the tasks' job kinds
+WorkKind = str  # PUZZLE or a job kind's name
 
 
 class RunnerFull(Exception):
@@ -55,18 +55,18 @@ class PuzzleWork:
         return f"{s.budget_steps}/{s.attempts}/{s.round_steps}/{self.seed}"
 
 
-@dataclass
-class ArcWork:
-    """One ARC request: adapt rows when the task is new, predict every version, vote."""
+@dataclass(frozen=True)
+class TaskWork:
+    """Work of a job kind a task supplies (`app.task_apis.JOB_KINDS`), which the runner hands
+    to that kind without looking inside."""
 
-    grids: ArcGrids
-    plan: ArcPlan
+    kind: str
+    spec: Any  # the kind's description of the work (`JobKind.encode` puts it on the wire)
     deadline: float  # monotonic
-    adapt_budget_s: float
-    accepted: dict[str, Any] = field(default_factory=dict)  # the plan, for `solve.accepted`
+    accepted: dict[str, Any] = field(default_factory=dict)  # extra `solve.accepted` fields
 
 
-Work = PuzzleWork | ArcWork
+Work = PuzzleWork | TaskWork
 
 
 def answers_from_cache(settings: Settings, entry: ModelEntry, record: TrackedJob) -> bool:
@@ -113,8 +113,8 @@ class Runner(ABC):
 
     @abstractmethod
     def refusal(self, entry: ModelEntry, kind: WorkKind) -> str | None:
-        """Why a new job for `entry` cannot be taken now ("not_ready", "queue_full",
-        "unsupported"), or None."""
+        """Why a new job of work kind `kind` (`PUZZLE` or a job kind's name) for `entry`
+        cannot be taken now ("not_ready", "queue_full", "unsupported"), or None."""
 
     @abstractmethod
     def queue_position(self, entry: ModelEntry) -> int:

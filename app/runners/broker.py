@@ -9,7 +9,9 @@ lookup) then run in a task per job. Events come back through one `EventReader` p
 (`broker_events`), so following a thousand jobs costs one Redis connection, and sync solves,
 POST streams and job event streams on any replica read the same events. A followed job whose
 state vanished from Redis (a restart without persistence) fails within seconds instead of
-waiting out its deadline.
+waiting out its deadline. Work of a task's own job kind (`TaskWork`: ARC's adapt-then-vote)
+goes on the model's queue like a puzzle, its spec encoded by its `JobKind`; a worker runs it
+with the same driver the local runner uses and writes its events to the same stream.
 
 Boundaries: asyncio redis-py only; no FastAPI. Events read back become ledger events.
 """
@@ -33,8 +35,10 @@ from app.ledger import Ledger
 from app.metrics import Metrics
 from app.registry import ModelEntry, ModelRegistry
 from app.runners.base import (
+    PUZZLE,
     PuzzleWork,
     Runner,
+    TaskWork,
     Work,
     WorkKind,
     answers_from_cache,
@@ -43,6 +47,8 @@ from app.runners.base import (
 )
 from app.runners.broker_events import EventReader
 from app.settings import Settings
+from app.task_jobs import job_kinds
+from app.task_runs import JobKind
 
 log = logging.getLogger(__name__)
 _WATCH_EVERY_S = 0.5
@@ -68,11 +74,25 @@ def message_of(record: TrackedJob, work: PuzzleWork) -> broker.JobMessage:
     return broker.JobMessage(
         record.id, record.kind, record.task, record.model, record.request_id,
         [int(v) for v in work.cells], record.max_steps, work.halting, work.attempts,
-        work.latent_noise, time.time() + (work.deadline - time.monotonic()),
+        work.latent_noise, _wall(work.deadline),
         "all" if record.keep_events else "first", bool(record.return_steps),
         budget_steps=0 if search is None else search.budget_steps,
         search_attempts=1 if search is None else search.attempts,
-        search_round_steps=0 if search is None else search.round_steps, seed=work.seed)
+        search_round_steps=0 if search is None else search.round_steps, seed=work.seed,
+        created_at=_wall(record.started))
+
+
+def task_message_of(record: TrackedJob, work: TaskWork, kind: JobKind) -> broker.JobMessage:
+    """The queue message of admitted work of a task's job kind (no puzzle: `spec` says it)."""
+    return broker.JobMessage(
+        record.id, record.kind, record.task, record.model, record.request_id, [],
+        record.max_steps, "auto", 1, 0.0, _wall(work.deadline), "all", False, work=work.kind,
+        spec=kind.encode(work.spec), created_at=_wall(record.started))
+
+
+def _wall(monotonic: float) -> float:
+    """A monotonic time of this process on the wall clock (epoch seconds)."""
+    return time.time() + (monotonic - time.monotonic())
 
 
 class BrokerRunner(Runner):
@@ -85,6 +105,7 @@ class BrokerRunner(Runner):
         self.ledger = ledger
         self.client = client
         self.metrics = metrics
+        self.kinds = job_kinds(settings)
         self.error: str | None = "not checked yet"
         self.live_models: set[str] = set()
         self.depth: dict[str, int] = {}
@@ -184,7 +205,7 @@ class BrokerRunner(Runner):
         return "ok" if not missing else f"no live worker for {', '.join(missing)}"
 
     def refusal(self, entry: ModelEntry, kind: WorkKind) -> str | None:
-        if kind != "puzzle":
+        if kind != PUZZLE and kind not in self.kinds:
             return "unsupported"
         if self.error is not None or entry.id not in self.live_models:
             return "not_ready"
@@ -204,11 +225,12 @@ class BrokerRunner(Runner):
 
     def submit(self, record: TrackedJob, entry: ModelEntry, work: Work) -> None:
         """Enqueue (or answer from the cache) and follow the job, in a task of its own."""
-        assert isinstance(work, PuzzleWork), "refused at admission"
+        message = (message_of(record, work) if isinstance(work, PuzzleWork)
+                   else task_message_of(record, work, self.kinds[work.kind]))
         if record.kind == "job":
             self._enqueued[record.id] = asyncio.get_running_loop().create_future()
         self.ledger.track(record)
-        self._spawn(self._run(record, entry, message_of(record, work), work), record.id)
+        self._spawn(self._run(record, entry, message, work), record.id)
 
     def _deliver(self, record: TrackedJob, name: str, data: dict[str, Any],
                  event_id: int | None) -> None:
@@ -231,17 +253,21 @@ class BrokerRunner(Runner):
         task.add_done_callback(self._tasks.discard)
 
     async def _run(self, record: TrackedJob, entry: ModelEntry, message: broker.JobMessage,
-                   work: PuzzleWork) -> None:
+                   work: Work) -> None:
         try:
             await self._run_job(record, entry, message, work)
         finally:
             self._count(entry.id, -1)
 
     async def _run_job(self, record: TrackedJob, entry: ModelEntry, message: broker.JobMessage,
-                       work: PuzzleWork) -> None:
+                       work: Work) -> None:
         try:
-            cached = await self._lookup(record, entry, message, work)
-            await self._enqueue(record, entry, message, cached)
+            if isinstance(work, PuzzleWork):
+                cached = await self._lookup(record, entry, message, work)
+                accepted: dict[str, Any] = {}
+            else:
+                cached, accepted = None, work.accepted
+            await self._enqueue(record, entry, message, cached, accepted)
         except (RedisError, OSError) as exc:
             self._mark_enqueued(record.id, False)
             log.warning("could not enqueue %s: %s", record.id, exc)
@@ -283,12 +309,13 @@ class BrokerRunner(Runner):
                              await self.client.get(key.key))
 
     async def _enqueue(self, record: TrackedJob, entry: ModelEntry, message: broker.JobMessage,
-                       cached: dict[str, Any] | None) -> None:
-        """One transaction: metadata, depth, the accepted event, then the queue message (or,
-        for a cache hit, the terminal event straight away)."""
+                       cached: dict[str, Any] | None, extra: dict[str, Any]) -> None:
+        """One transaction: metadata, depth, the accepted event (with the work's `extra`
+        fields), then the queue message (or, for a cache hit, the terminal event straight
+        away)."""
         ttl = max(1, int(self.settings.job_ttl_s))
         events = broker.events_key(record.id)
-        accepted = payloads.accepted_data(record, self.depth.get(entry.id, 0))
+        accepted = payloads.accepted_data(record, self.depth.get(entry.id, 0), **extra)
         pipe = self.client.pipeline(transaction=True)
         if record.kind == "job":
             meta = broker.meta_key(record.id)
@@ -338,7 +365,10 @@ class BrokerRunner(Runner):
         self.ledger.fail(record, error)
 
     async def _finish_in_redis(self, record: TrackedJob, name: str, data: dict[str, Any]) -> bool:
-        keys, args = broker.finish_args(record, name, data, self.settings.job_ttl_s)
+        # The larger cap never trims a task run's events; a puzzle's stream is kept short as
+        # its steps are written.
+        keys, args = broker.finish_args(record, name, data, self.settings.job_ttl_s,
+                                        maxlen=broker.TASK_EVENT_MAXLEN)
         return bool(await self._finish(keys=keys, args=args))
 
     # ------------------------------------------------------------------------ other replicas

@@ -3,10 +3,11 @@
 Engine callbacks fire on the engine threads; the `LoopBridge` hands each to the event loop,
 where it becomes a ledger event. With the result cache on, a puzzle whose task can verify
 answers is first looked up (its canonical form is computed on a pool thread) in the bounded
-in-process `MemoryAnswers`; a verified answer is stored when its job finishes. ARC requests run
-as `ArcRun` tasks on the loop that feed the same engines. Drain stops each engine thread and
-lets a pool thread finish its jobs within the shutdown timeout (an engine has one owner thread
-at a time).
+in-process `MemoryAnswers`; a verified answer is stored when its job finishes. Work of a task's
+own job kind (`TaskWork`: ARC's adapt-then-vote) runs as a task on the loop through its
+`JobKind`, feeding the same engines and reporting to the ledger through a `LedgerSink`. Drain
+stops each engine thread and lets a pool thread finish its jobs within the shutdown timeout (an
+engine has one owner thread at a time).
 """
 
 from __future__ import annotations
@@ -15,20 +16,21 @@ import asyncio
 import logging
 from collections import Counter
 from functools import partial
+from typing import Any
 
 from app import cache, errors, payloads
-from app.arc_run import ArcRun
-from app.arc_service import ArcService
 from app.engine_thread import LoopBridge
+from app.errors import ApiError
 from app.jobs import TrackedJob
 from app.ledger import Ledger
 from app.metrics import Metrics
 from app.registry import ModelEntry, ModelRegistry
 from app.runners.base import (
-    ArcWork,
+    PUZZLE,
     PuzzleWork,
     Runner,
     RunnerFull,
+    TaskWork,
     Work,
     WorkKind,
     answers_from_cache,
@@ -36,6 +38,8 @@ from app.runners.base import (
     cached_result,
 )
 from app.settings import Settings
+from app.task_jobs import job_kinds
+from app.task_runs import RunContext, RunSink, TaskRun
 from trm_core.engine import Job, JobResult, QueueFull, StepUpdate
 
 log = logging.getLogger(__name__)
@@ -45,20 +49,20 @@ class LocalRunner(Runner):
     """Runs jobs on the registry's engines in this process."""
 
     def __init__(self, settings: Settings, registry: ModelRegistry, ledger: Ledger,
-                 metrics: Metrics, arc: ArcService) -> None:
+                 metrics: Metrics) -> None:
         self.settings = settings
         self.registry = registry
         self.ledger = ledger
         self.metrics = metrics
-        self.arc = arc
+        self.kinds = job_kinds(settings)
         self.draining = False
         self.answers = (cache.MemoryAnswers(settings.cache_max_entries, settings.cache_ttl_s)
                         if settings.cache_enabled else None)
         self._bridge: LoopBridge | None = None
-        self._arc_runs: dict[str, ArcRun] = {}
+        self._task_runs: dict[str, TaskRun] = {}
         self._looking_up: dict[str, int] = Counter()  # per model: jobs in a cache lookup
         self._lookups: dict[str, asyncio.Task[None]] = {}
-        # per model: set when any of its engine jobs finishes (ARC runs wait on it, not poll)
+        # per model: set when any of its engine jobs finishes (task runs wait on it, not poll)
         self._room: dict[str, asyncio.Event] = {}
         self._remembering: set[asyncio.Task[None]] = set()
 
@@ -98,6 +102,8 @@ class LocalRunner(Runner):
         }
 
     def refusal(self, entry: ModelEntry, kind: WorkKind) -> str | None:
+        if kind != PUZZLE and kind not in self.kinds:
+            return "unsupported"
         return None if entry.thread.alive else "not_ready"
 
     def queue_position(self, entry: ModelEntry) -> int:
@@ -121,8 +127,8 @@ class LocalRunner(Runner):
 
     def submit(self, record: TrackedJob, entry: ModelEntry, work: Work) -> None:
         assert self._bridge is not None, "submit before start"
-        if isinstance(work, ArcWork):
-            self._submit_arc(record, entry, work)
+        if isinstance(work, TaskWork):
+            self._submit_task_work(record, entry, work)
             return
         if entry.engine.queue_depth + self._looking_up[entry.id] >= entry.max_queue:
             raise RunnerFull
@@ -190,14 +196,18 @@ class LocalRunner(Runner):
                    on_done=self._bridge.wrap(partial(self._on_done, record, entry, work, key)),
                    id=record.id)
 
-    def _submit_arc(self, record: TrackedJob, entry: ModelEntry, work: ArcWork) -> None:
+    def _submit_task_work(self, record: TrackedJob, entry: ModelEntry, work: TaskWork) -> None:
+        """Start a run of the work's job kind as a task on the loop."""
         assert self._bridge is not None
-        run = ArcRun(self.arc, self.ledger, self._bridge, entry, record, work,
-                     lambda: self.draining, self._room_in(entry))
-        self._arc_runs[record.id] = run
+        context = RunContext(record.id, record.started, work.deadline, entry,
+                             LedgerSink(self.ledger, record), self._bridge,
+                             lambda: self.draining, self._room_in(entry))
+        run = self.kinds[work.kind].start(context, work.spec)
+        self._task_runs[record.id] = run
         self.ledger.accept(record, entry.engine.queue_depth, **work.accepted)
-        task = asyncio.get_running_loop().create_task(run.execute(), name=f"arc:{record.id}")
-        task.add_done_callback(lambda _: self._arc_runs.pop(record.id, None))
+        task = asyncio.get_running_loop().create_task(run.execute(),
+                                                      name=f"{work.kind}:{record.id}")
+        task.add_done_callback(lambda _: self._task_runs.pop(record.id, None))
 
     def _room_in(self, entry: ModelEntry) -> asyncio.Event:
         return self._room.setdefault(entry.id, asyncio.Event())
@@ -205,7 +215,7 @@ class LocalRunner(Runner):
     async def cancel(self, record: TrackedJob, reason: str) -> bool:
         if record.id in self._lookups:
             return True  # still looking in the cache: the lookup sees the record ended
-        run = self._arc_runs.pop(record.id, None)
+        run = self._task_runs.pop(record.id, None)
         if run is not None:
             run.cancel()
             return True
@@ -254,3 +264,24 @@ class LocalRunner(Runner):
             record, entry.task, result, self.settings, puzzle=work.cells,
             calibration=entry.calibration, trajectory=record.trajectory))
 
+
+
+class LedgerSink(RunSink):
+    """A task run's reports as ledger events of its record (loop thread)."""
+
+    def __init__(self, ledger: Ledger, record: TrackedJob) -> None:
+        self.ledger, self.record = ledger, record
+        self.done = record.done
+
+    @property
+    def ended(self) -> bool:
+        return self.record.terminal
+
+    def publish(self, name: str, data: dict[str, Any]) -> None:
+        self.ledger.publish(self.record, name, data)
+
+    def complete(self, body: dict[str, Any]) -> None:
+        self.ledger.end(self.record, payloads.completed(body))
+
+    def fail(self, error: ApiError, outcome: str) -> None:
+        self.ledger.fail(self.record, error, outcome)

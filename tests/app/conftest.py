@@ -3,7 +3,8 @@ a real uvicorn server on a loopback port, an engine-speed control, and SSE / met
 
 `shared_server` (and so `client`) runs every contract test twice, once per runner: "local"
 (engine threads in the server's process) and "broker" (a private redis-server, one broker worker
-process and an API replica in broker mode), so both modes keep one HTTP contract.
+process and an API replica in broker mode), so both modes keep one HTTP contract. A module that
+serves other checkpoints or limits overrides `shared_overrides` (tests/app/test_arc_http.py).
 
 The model is untrained, so answers are mostly "unsolved"; tests check shapes, sequences and
 statuses, not correctness.
@@ -53,16 +54,26 @@ def make_settings(checkpoint_dir: Path) -> Callable[..., Settings]:
     return make
 
 
+@pytest.fixture(scope="module")
+def shared_overrides() -> dict[str, Any]:
+    """Settings of the module's `shared_server` beyond the defaults (for the API replica and,
+    in broker mode, the worker too)."""
+    return {}
+
+
 @pytest.fixture(scope="module", params=["local", "broker"])
 def shared_server(request: pytest.FixtureRequest, checkpoint_dir: Path,
+                  shared_overrides: dict[str, Any],
                   tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     """One server for the tests that do not change its state or settings, per runner."""
-    settings = Settings(checkpoint_dir=checkpoint_dir, device="cpu", max_batch_size=16)
+    settings = Settings(**{"checkpoint_dir": checkpoint_dir, "device": "cpu",
+                           "max_batch_size": 16, **shared_overrides})
     if request.param == "local":
         with serve_in_thread(settings) as running:
             yield running
         return
-    with broker_stack(settings, tmp_path_factory.mktemp("broker")) as running:
+    worker = {k: v for k, v in shared_overrides.items() if k != "checkpoint_dir"}
+    with broker_stack(settings, tmp_path_factory.mktemp("broker"), **worker) as running:
         yield running
 
 

@@ -2,6 +2,9 @@
 task is adapted at test time (and cached), progress streams as SSE, the jobs API carries ARC
 jobs, and malformed tasks get problems naming what is wrong.
 
+The tests on `arc_server` run against both runners (`shared_server`: local engine threads, and
+a broker worker process behind Redis); those that start a server of their own run locally.
+
 The tiny attention model is untrained: the tests check structure, counts and statuses.
 """
 
@@ -9,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,7 +21,16 @@ import httpx
 import jsonschema
 import numpy as np
 import pytest
-import torch
+from arc_helpers import (
+    BIG,
+    KNOWN,
+    KNOWN_ID,
+    MAX_STEPS,
+    UNSEEN,
+    VERSIONS,
+    load_task,
+    save_tiny_arc_checkpoint,
+)
 from http_helpers import TERMINAL, assert_problem, parse_sse, wait_until
 from in_thread import RunningServer, serve_in_thread
 from mcp import ClientSession
@@ -27,58 +38,24 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.types import TextContent
 
 from app.settings import Settings
-from trm_core.checkpoint import save_checkpoint
-from trm_core.config import ModelConfig
-from trm_core.model import TRM
-from trm_core.tasks.arc.identifiers import (
-    IdentifierMap,
-    VersionRef,
-    demos_digest,
-    save_identifiers,
-    sidecar_path,
-)
-
-DATA = Path(__file__).resolve().parents[1] / "data" / "arc"
-KNOWN_ID = "017c7c7b"  # 3 demonstrations, 1 test input
-VERSIONS = [(0, "0123456789"), (1, "0213456789"), (4, "0987654321")]
-MAX_STEPS = 2
-
-
-def load_task(subset: str, task_id: str) -> dict[str, Any]:
-    tasks = json.loads((DATA / f"arc-agi_{subset}_challenges.json").read_text())
-    return {"train": tasks[task_id]["train"], "test": tasks[task_id]["test"]}
-
-
-KNOWN = load_task("training", KNOWN_ID)
-UNSEEN = load_task("evaluation", "00576224")  # 2 demonstrations of 2x2 -> 6x6, 1 test input
 
 
 @pytest.fixture(scope="module")
 def arc_checkpoint_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny ARC checkpoint whose sidecar names three versions of one known task."""
-    root = tmp_path_factory.mktemp("arc-checkpoints")
-    torch.manual_seed(0)
-    config = ModelConfig(seq_len=900, vocab_size=12, hidden_size=16, num_heads=1, num_layers=1,
-                         token_mixer="attention", position_encoding="rope", recursions=1,
-                         latent_updates=1, max_supervision_steps=MAX_STEPS, puzzle_emb_len=1,
-                         puzzle_emb_dim=16, num_puzzle_ids=len(VERSIONS) + 1, swiglu_multiple=16)
-    model = TRM(config)
-    torch.nn.init.normal_(model.halt_head.weight, std=0.5)
-    stem = save_checkpoint(root / "arc" / "tiny", model, {"name": "trm-arc-tiny", "task": "arc"})
-    demos = [(p["input"], p["output"]) for p in KNOWN["train"]]
-    refs = [VersionRef(KNOWN_ID, n, d, colours) for n, (d, colours) in enumerate(VERSIONS)]
-    save_identifiers(sidecar_path(stem), IdentifierMap([None, *refs],
-                                                       {KNOWN_ID: demos_digest(demos)}))
-    return root
+    return save_tiny_arc_checkpoint(tmp_path_factory.mktemp("arc-checkpoints"))
 
 
 @pytest.fixture(scope="module")
-def arc_server(arc_checkpoint_dir: Path) -> Iterator[RunningServer]:
-    settings = Settings(checkpoint_dir=arc_checkpoint_dir, device="cpu", max_batch_size=4,
-                        arc_versions=3, arc_adapt_budget_s=1.5, arc_adapt_max_steps=4,
-                        torch_threads=1)
-    with serve_in_thread(settings) as running:
-        yield running
+def shared_overrides(arc_checkpoint_dir: Path) -> dict[str, Any]:
+    """`shared_server` serves the ARC checkpoint, in both modes."""
+    return {"checkpoint_dir": arc_checkpoint_dir, "max_batch_size": 4, "arc_versions": 3,
+            "arc_adapt_budget_s": 1.5, "arc_adapt_max_steps": 4, "torch_threads": 1}
+
+
+@pytest.fixture(scope="module")
+def arc_server(shared_server: RunningServer) -> RunningServer:
+    return shared_server
 
 
 @pytest.fixture
@@ -98,11 +75,6 @@ def start_arc_server(arc_checkpoint_dir: Path) -> Iterator[Callable[..., httpx.C
             return stack.enter_context(httpx.Client(base_url=running.base_url, timeout=60))
 
         yield start
-
-
-# 16 demonstration pairs in 16 versions: 256 examples, the most a fit may take by default; one
-# fit step over them takes seconds with the tiny model.
-BIG = {"train": UNSEEN["train"] * 8, "test": UNSEEN["test"], "versions": 16}
 
 
 def check_answers(result: dict[str, Any], tests: int) -> None:
@@ -250,6 +222,7 @@ def test_many_versions_of_a_known_task_fit_nothing(http: httpx.Client) -> None:
     assert result["mode"] == "known"  # the examples limit is on adaptation only
 
 
+# Local only: its own server with other limits (a broker stack per test is too slow).
 def test_arc_is_refused_with_503_when_its_queue_is_full(
         start_arc_server: Callable[..., httpx.Client]) -> None:
     http = start_arc_server(arc_max_queue_size=1, arc_adapt_budget_s=30)
@@ -264,6 +237,7 @@ def test_arc_is_refused_with_503_when_its_queue_is_full(
     wait_until(lambda: http.post("/v1/solve/arc", json=KNOWN).status_code == 200, timeout_s=10)
 
 
+# Local only: its own server with other limits (a broker stack per test is too slow).
 def test_a_full_engine_queue_delays_predictions_until_a_job_finishes(
         start_arc_server: Callable[..., httpx.Client]) -> None:
     """With room for one queued engine job, each run's second submit finds the queue full; it
@@ -280,6 +254,7 @@ def test_a_full_engine_queue_delays_predictions_until_a_job_finishes(
         check_answers(response.json(), len(KNOWN["test"]))
 
 
+# Local only: its own server with other limits (a broker stack per test is too slow).
 def test_a_client_that_leaves_frees_the_fit_within_a_micro_batch(
         start_arc_server: Callable[..., httpx.Client]) -> None:
     http = start_arc_server(arc_adapt_budget_s=30, arc_adapt_max_steps=1000,
@@ -333,6 +308,7 @@ def test_agent_tools(arc_server: RunningServer, http: httpx.Client) -> None:
     assert "attempt 1" in text and "trained on" in text
 
 
+# Local only: a server with no checkpoints at all.
 def test_no_arc_checkpoint_is_404_like_any_task_without_a_model(tmp_path: Path) -> None:
     settings = Settings(checkpoint_dir=tmp_path, device="cpu", warmup=False)
     with serve_in_thread(settings, wait_ready=False) as running, \

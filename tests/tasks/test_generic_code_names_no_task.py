@@ -6,7 +6,9 @@ The rule, precisely. A module is *generic* unless
   app/arc_*.py, app/routes/arc.py, training/arc_commands.py: a task's own route or commands), or
 - it is a registration module, whose job is to map task names to task-owned code:
   trm_core/tasks/__init__.py (outside the scanned folders anyway), app/task_apis.py (a task's
-  own agent tools), training/task_commands.py (a task's own subcommands).
+  own routes and agent tools), app/task_jobs.py (a task's own job kind), app/task_models.py (a
+  task's settings group and result body), training/task_commands.py (a task's own
+  subcommands).
 In a generic module no *identifier* holds a registered task's name as a word, where words are
 split at underscores, dots and camel case (`arc_tool`, `ArcSplit`, `trm_core.tasks.sudoku` and
 `MAZE_DATA` count; `search` does not); identifiers are names, attributes, function, class and
@@ -29,19 +31,9 @@ from trm_core.tasks import TASKS
 
 ROOT = Path(__file__).resolve().parents[2]
 SCANNED = ["app/*.py", "app/routes/*.py", "app/runners/*.py", "trm_core/*.py", "training/*.py"]
-REGISTRATIONS = {"app/task_apis.py", "training/task_commands.py"}
+REGISTRATIONS = {"app/task_apis.py", "app/task_jobs.py", "app/task_models.py",
+                 "training/task_commands.py"}
 PENDING = {
-    # ARC's request service is wired into the service, its settings and schemas by name; these
-    # modules are under another refactor (runners for local and broker mode).
-    "app/main.py": "includes ARC's router",
-    "app/service.py": "builds the ArcService",
-    "app/settings.py": "the TRM_ARC_* settings",
-    "app/schemas.py": "re-exports ArcResult",
-    # ARC's adapt-then-vote is a job kind the runner interface carries by name (ArcWork); the
-    # broker runner refuses it until broker workers run adaptation.
-    "app/runners/__init__.py": "the 'arc' work kind",
-    "app/runners/base.py": "ArcWork and submit_arc on the interface",
-    "app/runners/local.py": "runs ArcWork on the engine threads",
     "trm_core/train_config.py": "the task of a run config that names none",
     "training/importer.py": "official ARC checkpoints carry an identifier table",
 }
