@@ -1,7 +1,7 @@
 """Job kinds a task drives itself: work that is not one puzzle but many engine jobs and events of
 its own (ARC's adapt-then-vote), run the same way by the local runner and by a broker worker.
 
-A task supplies a `JobKind` (registered in `app.task_apis.JOB_KINDS`): it puts its work on the
+A task supplies a `JobKind` (registered in `app.task_jobs.JOB_KINDS`): it puts its work on the
 wire (`encode` / `decode`) and starts a `TaskRun` for a `RunContext`. The context is what the
 host injects: the model entry whose engine the run feeds, a bridge onto the event loop the run
 lives on, and a `RunSink` where its events and its ending go (the ledger in this process, the

@@ -15,8 +15,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from training import life_example
 from trm_core.tasks import adopt
 from trm_core.tasks.defined import DataTask, SpecError, load_spec
 from trm_core.tasks.defined.dataset import default_run, read_examples, run_toml, write_splits
@@ -204,48 +203,7 @@ def spec_text(guess: dict[str, Any], data: str) -> str:
 
 
 # ------------------------------------------------------------------------------ worked examples
-LIFE_SPEC = """# One step of Conway's Game of Life on a 10x10 torus: a live cell ('#') with two or
-# three live neighbours lives on, a dead one ('.') with exactly three comes alive, every other
-# cell is dead next; the edges meet, so every cell has eight neighbours.
-name = "life"
-description = "One step of Conway's Game of Life on a 10x10 torus ('#' alive, '.' dead)"
-data = "data.jsonl"
-alphabet = [".", "#"]
-keep = []
-# The rule is the same under rotation and reflection of the board.
-symmetries = ["dihedral"]
-fixed = []
-
-[input]
-kind = "grid"
-shape = [10, 10]
-wrap = true
-
-[output]
-kind = "grid"
-shape = [10, 10]
-"""
-
-
-def life_step(board: np.ndarray) -> np.ndarray:
-    """The next generation of a torus board (bool, rows x columns)."""
-    neighbours = sum(np.roll(np.roll(board, dr, 0), dc, 1)
-                     for dr in (-1, 0, 1) for dc in (-1, 0, 1) if (dr, dc) != (0, 0))
-    return (neighbours == 3) | (board & (neighbours == 2))
-
-
-def life_rows(count: int, seed: int, size: int = 10) -> list[dict[str, Any]]:
-    """Random boards (live share drawn from 0.15 to 0.5 per board) and their next step."""
-    rng = np.random.default_rng(seed)
-    rows = []
-    for _ in range(count):
-        board = rng.random((size, size)) < rng.uniform(0.15, 0.5)
-        rows.append({"input": ["".join(".#"[int(c)] for c in r) for r in board],
-                     "output": ["".join(".#"[int(c)] for c in r) for r in life_step(board)]})
-    return rows
-
-
-WORKED_EXAMPLES = {"life": (LIFE_SPEC, life_rows)}
+WORKED_EXAMPLES = {"life": (life_example.SPEC, life_example.rows)}
 
 
 def run_example(args: argparse.Namespace) -> dict[str, Any]:

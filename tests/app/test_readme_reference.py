@@ -42,5 +42,5 @@ def test_readme_sample_result_is_a_current_result() -> None:
     assert set(result) == set(SolveResult.model_fields) - {"answer", "answer_grid", "conflicts",
                                                           "trajectory", "search", "path",
                                                           "path_complete", "path_length",
-                                                          "shortest_length", "verifies"}
+                                                          "shortest_length", "verifies", "output"}
     assert result["status"] == "solved" and not result["unverified"]

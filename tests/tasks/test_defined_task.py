@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from training.cli import main
-from training.own_task import life_rows, life_step
+from training.life_example import rows as life_rows
+from training.life_example import step as life_step
 from trm_core.tasks.base import PuzzleError
 from trm_core.tasks.defined import DataTask, SpecError, load_spec, spec_from_dict
 from trm_core.tasks.defined.dataset import DataError, Examples, read_examples, split

@@ -7,8 +7,8 @@ so every position is trained, "nothing here" included: the model learns where a 
 
 What a user writes: a grid as rows (a list of lists or of lines, or text of lines: symbols side
 by side when every symbol is one character, else separated by spaces), or as one line of rows x
-columns symbols; a sequence as a list, or a line; a label as the label. Integers in the alphabet match
-JSON numbers and their decimal text.
+columns symbols; a sequence as a list, or a line; a label as the label. Integers in the
+alphabet match JSON numbers and their decimal text.
 
 A data-defined task has no rule check: `verify` is False and `can_verify` is False, so answers
 say unverified, auto halting trusts the halting head and search is off.
