@@ -11,7 +11,7 @@
     trm eval-arc checkpoints/arc/NAME --data data/arc1 --json arc1-eval.json   # pass@1, pass@2
     trm calibrate checkpoints/sudoku/trm-sudoku-tiny --data training/data/sudoku-easy-test.csv
     trm eval checkpoints/maze/NAME --data maze-hard-test.csv --buckets derived
-    trm import-official step_50000.pt --config official.json --out checkpoints/sudoku/imported
+    trm import-official step_50000.pt --config official.json --task sudoku --out imported
     trm export checkpoints/sudoku/trm-sudoku-tiny --onnx step.onnx --check
     trm export checkpoints/sudoku/trm-sudoku-tiny --bundle bundle/   # graph, manifest, solve.py
     trm serve                                    # the HTTP service (needs the [serve] extra)

@@ -71,6 +71,9 @@ def run_train(args: argparse.Namespace) -> dict[str, Any] | None:
 def _train(args: argparse.Namespace, run: RunConfig, ranks: Ranks) -> dict[str, Any] | None:
     if run.train.task_spec:
         own_task.open_task(run.train.task_spec)
+    if not run.train.task:
+        raise ValueError("the run config names no task: set train.task (or give `trm train` "
+                         "your own task's folder)")
     task = get_task(run.train.task)
     run, train_set, eval_set = _training_data(run, task)
     trainer = Trainer(run, task, train_set, eval_set, ranks)

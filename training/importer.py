@@ -2,7 +2,7 @@
 dataset build wrote) into our checkpoint format.
 
     trm import-official step_100000 --config all_config.yaml --task arc \
-        --identifiers data/arc-aug-1000/identifiers.json --arc-data path/to/arc-json \
+        --identifiers data/arc-aug-1000/identifiers.json --task-data path/to/arc-json \
         --out checkpoints/arc/trm-arc1-official
 
 The torch file is memory-mapped and read with `weights_only=True` (never a full unpickle), and the
@@ -24,12 +24,6 @@ import torch
 
 from trm_core.official_stream import convert_official, infer_config, load_official_mapped
 from trm_core.tasks import get_task
-from trm_core.tasks.arc.identifiers import (
-    demos_digest,
-    load_identifiers,
-    save_identifiers,
-    sidecar_path,
-)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -38,11 +32,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="official torch file (mapped, weights only) or .safetensors")
     p.add_argument("--config", type=Path, required=True,
                    help="the official run's all_config.yaml, or JSON with its arch settings")
-    p.add_argument("--task", default="sudoku")
+    p.add_argument("--task", required=True, help="the task the checkpoint was trained on")
     p.add_argument("--identifiers", type=Path,
-                   help="ARC: the identifiers.json written by the same dataset build")
-    p.add_argument("--arc-data", type=Path,
-                   help="ARC: folder of *_challenges.json, to recognise tasks by their demos")
+                   help="the identifiers.json written by the same dataset build, for tasks "
+                        "with puzzle identifiers (ARC)")
+    p.add_argument("--task-data", "--arc-data", type=Path,
+                   help="the task's own data beside the identifiers (ARC: a folder of "
+                        "*_challenges.json, to recognise tasks by their demonstrations)")
     p.add_argument("--name", default="trm-imported")
     p.add_argument("--out", type=Path, required=True, help="output checkpoint stem")
     p.set_defaults(func=run_import)
@@ -59,8 +55,8 @@ def run_import(args: argparse.Namespace) -> dict[str, Any]:
                                "parameters": sum(int(t.numel()) for t in state.values()),
                                "puzzle_identifiers": config.num_puzzle_ids}
     if args.identifiers is not None:
-        summary.update(write_identifiers(args.identifiers, args.arc_data, stem,
-                                         config.num_puzzle_ids))
+        summary.update(get_task(args.task).import_identifiers(
+            args.identifiers, args.task_data, stem, config.num_puzzle_ids))
     return summary
 
 
@@ -94,32 +90,3 @@ def read_official(path: Path) -> dict[str, torch.Tensor]:
             keys = [k for k in handle.keys() if not k.startswith("test.")]  # noqa: SIM118
             return {k: handle.get_tensor(k) for k in keys}
     return load_official_mapped(path)
-
-
-def write_identifiers(source: Path, arc_data: Path | None, stem: Path,
-                      rows: int) -> dict[str, Any]:
-    """The identifier table as the checkpoint's sidecar, with demonstration digests for every
-    task found in `arc_data`'s challenge files."""
-    table = load_identifiers(source)
-    if len(table) != rows:
-        raise ValueError(f"{source} lists {len(table)} identifiers but the checkpoint's puzzle "
-                         f"table has {rows} rows; use the identifiers.json of the same build")
-    tasks = table.rows_of()
-    if arc_data is not None:
-        demos = read_demonstrations(arc_data)
-        table.task_digests.update({t: demos_digest(demos[t]) for t in tasks if t in demos})
-    path = save_identifiers(sidecar_path(stem), table)
-    return {"identifiers": str(path), "tasks": len(tasks),
-            "tasks_recognisable": sum(1 for t in tasks if t in table.task_digests)}
-
-
-def read_demonstrations(folder: Path) -> dict[str, list[tuple[Any, Any]]]:
-    """Task id -> demonstration pairs from every `*_challenges.json` under `folder`."""
-    files = sorted(folder.glob("*challenges.json"))
-    if not files:
-        raise ValueError(f"{folder}: no ARC *_challenges.json files")
-    demos: dict[str, list[tuple[Any, Any]]] = {}
-    for path in files:
-        for task_id, body in json.loads(path.read_text()).items():
-            demos[task_id] = [(pair["input"], pair["output"]) for pair in body["train"]]
-    return demos

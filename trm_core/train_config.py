@@ -18,7 +18,7 @@ from trm_core.config import ModelConfig
 class TrainConfig:
     """How to train. Defaults follow the fast public Sudoku recipe (see README)."""
 
-    task: str = "sudoku"
+    task: str = ""  # required: the registered task this run trains
     # A data-defined task's spec (task.toml): read and registered before the task is looked up.
     task_spec: str = ""
     # A CSV, or for ARC a `trm data-arc` build folder (its train split; eval_data names the

@@ -16,9 +16,6 @@ argument names, import aliases and imported module paths. And no *string literal
 task's name (the literal a switch compares with: `task == "arc"`, `{"sudoku": ...}`, a default
 `task_name="sudoku"`). Docstrings, comments and prose inside longer strings may name tasks as
 examples: they explain, they do not decide.
-
-PENDING lists the modules that still break the rule, each with its reason; the test fails when
-one of them stops breaking it, so the list only shrinks.
 """
 
 from __future__ import annotations
@@ -33,10 +30,6 @@ ROOT = Path(__file__).resolve().parents[2]
 SCANNED = ["app/*.py", "app/routes/*.py", "app/runners/*.py", "trm_core/*.py", "training/*.py"]
 REGISTRATIONS = {"app/task_apis.py", "app/task_jobs.py", "app/task_models.py",
                  "training/task_commands.py"}
-PENDING = {
-    "trm_core/train_config.py": "the task of a run config that names none",
-    "training/importer.py": "official ARC checkpoints carry an identifier table",
-}
 
 
 def words(text: str) -> list[str]:
@@ -94,14 +87,8 @@ def generic_modules(names: set[str]) -> list[Path]:
 def test_generic_modules_name_no_task() -> None:
     names = set(TASKS)
     offenders = {str(p.relative_to(ROOT)): task_names_in(p, names)
-                 for p in generic_modules(names) if str(p.relative_to(ROOT)) not in PENDING}
+                 for p in generic_modules(names)}
     assert {k: v for k, v in offenders.items() if v} == {}
-
-
-def test_pending_modules_still_need_their_exception() -> None:
-    names = set(TASKS)
-    cleared = [name for name in PENDING if not task_names_in(ROOT / name, names)]
-    assert cleared == [], f"{cleared} name no task any more: take them out of PENDING"
 
 
 def test_the_rule_catches_switches_and_spares_prose(tmp_path: Path) -> None:

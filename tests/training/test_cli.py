@@ -14,7 +14,7 @@ VECTORS = Path(__file__).resolve().parents[1] / "data" / "official-vectors"
 TINY = ["model.hidden_size=32", "model.num_heads=4", "model.recursions=1",
         "model.latent_updates=1", "model.max_supervision_steps=2", "model.swiglu_multiple=32",
         "train.batch_size=8", "train.total_steps=4", "train.eval_every=2",
-        "train.eval_batch_size=8", "train.warmup_steps=1"]
+        "train.eval_batch_size=8", "train.warmup_steps=1", "train.task=sudoku"]
 
 
 def with_sets(overrides: list[str]) -> list[str]:
@@ -77,7 +77,7 @@ def test_bad_override_is_a_clear_error(capsys: pytest.CaptureFixture) -> None:
 
 def test_import_official(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert main(["import-official", str(VECTORS / "mlp_t_no_puzzle.safetensors"),
-                 "--config", str(VECTORS / "mlp_t_no_puzzle.json"),
+                 "--config", str(VECTORS / "mlp_t_no_puzzle.json"), "--task", "sudoku",
                  "--out", str(tmp_path / "imported")]) == 0
     assert load_checkpoint(tmp_path / "imported").config.hidden_size == 64
 

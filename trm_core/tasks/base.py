@@ -180,6 +180,13 @@ class Task(ABC):
         checkpoint alone brings the task back (a data-defined task: its spec)."""
         return {}
 
+    def import_identifiers(self, source: Path, data: Path | None, stem: Path,
+                           rows: int) -> dict[str, Any]:
+        """Write an imported official checkpoint's puzzle-identifier table (the
+        identifiers.json of its dataset build, read with the task's own `data`) as the sidecar
+        of `stem`; returns what was written. ValueError for tasks without identifiers."""
+        raise ValueError(f"task {self.name!r} has no puzzle identifiers to import")
+
     def sidecars(self, stem: Path) -> list[Path]:
         """Files beside checkpoint `stem` that belong to it (ARC: the identifier table),
         whether or not they exist; shipping a checkpoint copies those that do."""

@@ -282,6 +282,12 @@ class ArcTask(Task):
         return decode(canvas)
 
     # The sidecar and training data modules load on first use: they import this one.
+    def import_identifiers(self, source: Path, data: Path | None, stem: Path,
+                           rows: int) -> dict[str, Any]:
+        from trm_core.tasks.arc.identifiers import write_identifiers
+
+        return write_identifiers(source, data, stem, rows)
+
     def sidecars(self, stem: Path) -> list[Path]:
         from trm_core.tasks.arc.identifiers import sidecar_path
 

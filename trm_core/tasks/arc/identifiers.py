@@ -149,3 +149,32 @@ def parse_official_name(name: str, version: int = 0) -> VersionRef:
     if len(parts) != 3 or not parts[1].startswith("t"):
         raise ValueError("expected TASK or TASK|||tN|||COLOURS")
     return VersionRef(parts[0], version, int(parts[1][1:]), parts[2])
+
+
+def write_identifiers(source: Path, challenges: Path | None, stem: Path,
+                      rows: int) -> dict[str, Any]:
+    """The identifier table as the checkpoint's sidecar, with demonstration digests for every
+    task found in `challenges`' *_challenges.json files."""
+    table = load_identifiers(source)
+    if len(table) != rows:
+        raise ValueError(f"{source} lists {len(table)} identifiers but the checkpoint's puzzle "
+                         f"table has {rows} rows; use the identifiers.json of the same build")
+    tasks = table.rows_of()
+    if challenges is not None:
+        demos = read_demonstrations(challenges)
+        table.task_digests.update({t: demos_digest(demos[t]) for t in tasks if t in demos})
+    path = save_identifiers(sidecar_path(stem), table)
+    return {"identifiers": str(path), "tasks": len(tasks),
+            "tasks_recognisable": sum(1 for t in tasks if t in table.task_digests)}
+
+
+def read_demonstrations(folder: Path) -> dict[str, list[tuple[Any, Any]]]:
+    """Task id -> demonstration pairs from every `*_challenges.json` under `folder`."""
+    files = sorted(folder.glob("*challenges.json"))
+    if not files:
+        raise ValueError(f"{folder}: no ARC *_challenges.json files")
+    demos: dict[str, list[tuple[Any, Any]]] = {}
+    for path in files:
+        for task_id, body in json.loads(path.read_text()).items():
+            demos[task_id] = [(pair["input"], pair["output"]) for pair in body["train"]]
+    return demos
