@@ -214,12 +214,13 @@ class ModelRegistry:
 
     def served_tasks(self) -> list[str]:
         """Tasks with a checkpoint to serve, read once from the cards (known before loading, so
-        the tools advertised to agents never name a task no model can answer)."""
+        the tools advertised to agents never name a task no model can answer). A card that
+        carries a data-defined task's spec registers its task here, so the task is known."""
         if self._served is None:
             tasks = set()
             for stem in find_checkpoints(self.root):
                 try:
-                    tasks.add(str(read_card(stem)["task"]))
+                    tasks.add(task_of_card(read_card(stem)).name)
                 except (OSError, ValueError, KeyError):
                     continue  # loading reports the broken card
             self._served = sorted(tasks & set(TASKS))
