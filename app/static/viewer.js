@@ -3,7 +3,9 @@
 // API key can ride in a header, which EventSource cannot send), replaying each supervision step
 // at a chosen pace. With "run in this browser" on, the same steps come from the model's bundle
 // run here instead (BundleRunner, bundle-runner.js) and are replayed the same way. Drawing is the
-// board's job: SudokuBoard (sudoku-board.js) and MazeBoard (maze-board.js) offer the same methods.
+// board's job: SudokuBoard (sudoku-board.js), MazeBoard (maze-board.js) and, for each served task
+// defined by data, a board makeGridBoard (grid-board.js) builds from the model's `task_spec` offer
+// the same methods.
 "use strict";
 
 const KEY_STORE = "trm-api-key";
@@ -175,6 +177,7 @@ function finish(result) {
   const steps = $("step").dataset.step;
   const maxSteps = ($("step").textContent.split("/")[1] || "").trim();
   $("step").textContent = `${steps || result.steps_used} / ${maxSteps || result.steps_used}`;
+  if (result.status === "answered") return finishAnswered(result);
   if (result.valid) {
     setBadge("verified", "✓ verified");
   } else {
@@ -191,6 +194,18 @@ function finish(result) {
       + `${Math.round(result.timing.total_ms)} ms ${where}.${note}`
     : `Unsolved: the answer after ${result.steps_used} ${unit}${here ? " in this browser" : ""} `
       + `is not verified; it breaks the rules or misses cells.${note} ${nextTry(result)}`;
+  setReadOnly(false);
+}
+
+// A task with no rules check answers without a verdict: the note says the answer is unverified.
+function finishAnswered(result) {
+  setBadge("answered", "answered · unverified");
+  showConfidence(result);
+  const unit = result.steps_used === 1 ? "step" : "steps";
+  const how = result.halted_early ? ", halted early" : "";
+  const where = result.ran_in === "browser" ? "in this browser" : "on the server";
+  $("summary").textContent = `Answered in ${result.steps_used} ${unit}${how}; `
+    + `${Math.round(result.timing.total_ms)} ms ${where}.${board().resultNote(result)}`;
   setReadOnly(false);
 }
 
@@ -309,9 +324,13 @@ async function switchLocal() {
 
 // ------------------------------------------------------------------------------ tasks
 
-// The tasks the service has a model for (and this page can draw), in the task picker.
+// The tasks the service has a model for (and this page can draw), in the task picker; a task
+// defined by data gets a board built from its spec.
 async function loadModels() {
   state.models = (await getJson("/v1/models")).data;
+  for (const model of state.models) {
+    if (model.task_spec) BOARDS[model.task] = makeGridBoard(model.task_spec);
+  }
   const served = [...new Set(state.models.map((m) => m.task))].filter((t) => t in BOARDS);
   const select = $("task");
   const wanted = new URLSearchParams(location.search).get("task") || select.value;
@@ -327,13 +346,16 @@ async function loadModels() {
 function showTask(task) {
   state.task = task;
   const current = board();
+  if (current.kind === "defined") current.build();
   document.body.dataset.task = task;
+  document.body.dataset.board = current.kind || task;
   document.title = `trm-serve · watch a Tiny Recursive Model solve ${current.title}`;
   $("task-title").textContent = current.title;
   $("footer-task").textContent = task;
   $("puzzle-hint").textContent = current.hint;
   $("puzzle-text").rows = current.textRows;
-  $("puzzle-text").wrap = task === "maze" ? "off" : "soft";
+  $("puzzle-text").wrap = current.textWrap || (task === "maze" ? "off" : "soft");
+  $("generate-row").hidden = current.generates === false;
   const models = state.models.filter((m) => m.task === task);
   const model = models.find((m) => m.default) || models[0];
   if (model) {

@@ -12,6 +12,7 @@ import pytest
 from training.cli import main
 from training.life_example import rows as life_rows
 from training.life_example import step as life_step
+from trm_core.tasks import adopt, unregister
 from trm_core.tasks.base import PuzzleError
 from trm_core.tasks.defined import DataTask, SpecError, load_spec, spec_from_dict
 from trm_core.tasks.defined.dataset import DataError, Examples, read_examples, split
@@ -165,3 +166,17 @@ def test_a_folder_without_a_spec_is_refused(tmp_path: Path,
                                             capsys: pytest.CaptureFixture) -> None:
     assert main(["data", str(tmp_path)]) == 2
     assert "nor a folder holding task.toml" in capsys.readouterr().err
+
+
+def test_adopting_the_same_spec_again_takes_its_examples() -> None:
+    """`trm data` then `trm train` in one process: the spec read after the split carries the
+    held-out examples the checkpoint card must keep."""
+    name = {**LIFE, "name": "life-adopt"}
+    held = adopt(DataTask(spec_from_dict(name)))
+    try:
+        shown = [{"name": "line 1", "puzzle": "." * 16, "solution": "." * 16}]
+        assert adopt(DataTask(spec_from_dict({**name, "examples": shown}))) is held
+        assert held.examples() == shown
+        assert adopt(DataTask(spec_from_dict(name))) is held and held.examples() == shown
+    finally:
+        unregister("life-adopt")

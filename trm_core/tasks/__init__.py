@@ -46,15 +46,16 @@ def task_of_card(card: dict[str, Any]) -> Task:
 
 
 def adopt(task: Task) -> Task:
-    """Register a data-defined task. The same task (an equal spec) registered again is
-    replaced by this copy, whose examples may be newer; another task under its name is a
-    ValueError."""
+    """Register a data-defined task unless the same one is registered already; the registered
+    one is returned, taking the newer spec's examples when it has some (`trm data` then
+    `trm train` in one process: the split writes the held-out examples in between)."""
     from trm_core.tasks.defined import DataTask
 
     held = TASKS.get(task.name)
     if isinstance(held, DataTask) and isinstance(task, DataTask) and held.spec == task.spec:
-        TASKS[task.name] = task
-        return task
+        if task.spec.examples:
+            held.spec = task.spec
+        return held
     return register(task)
 
 
