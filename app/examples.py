@@ -32,6 +32,11 @@ def offers_examples(task: str) -> bool:
     return task in TASKS and (TASKS[task].generates_examples or bool(TASKS[task].examples()))
 
 
+def generates(task: str) -> bool:
+    """True when registered task `task` makes fresh puzzles on request."""
+    return task in TASKS and TASKS[task].generates_examples
+
+
 def example_tasks() -> list[str]:
     """The registered tasks that offer examples, by name."""
     return [name for name in TASKS if offers_examples(name)]

@@ -11,7 +11,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 
 from app import errors
-from app.examples import Difficulty, ExampleGenerator, example_tasks, examples, offers_examples
+from app.examples import (
+    Difficulty,
+    ExampleGenerator,
+    example_tasks,
+    examples,
+    generates,
+    offers_examples,
+)
 from app.schemas import PROBLEM_RESPONSES
 
 router = APIRouter(tags=["examples"])
@@ -56,8 +63,13 @@ async def generate(
 ) -> dict[str, Any]:
     """A new puzzle with a unique solution (Sudoku) or a unique shortest path (maze), made
     on request within a bounded number of tries; 503 + Retry-After when none was found in
-    time or too many generations are under way."""
+    time or too many generations are under way; 404 for a task with no generator."""
     _check(task)
+    if not generates(task):
+        known = [name for name in example_tasks() if generates(name)]
+        raise errors.not_found("task", f"task {task!r} has examples but no generator; list "
+                               f"them with GET /v1/examples/{task}, or generate for "
+                               f"{' or '.join(known)}", known=known)
     try:
         return {"object": "example", "task": task,
                 **await _generator(request).generate(task, difficulty, seed)}

@@ -349,6 +349,9 @@ function showTask(task) {
   if (current.kind === "defined") current.build();
   document.body.dataset.task = task;
   document.body.dataset.board = current.kind || task;
+  // A data-defined task has no rules check: auto halting follows the model's halting head.
+  $("halting").options[0].textContent = current.kind === "defined"
+    ? "auto: stop when the halting head says done" : "auto: stop on a verified answer";
   document.title = `trm-serve · watch a Tiny Recursive Model solve ${current.title}`;
   $("task-title").textContent = current.title;
   $("footer-task").textContent = task;

@@ -107,6 +107,8 @@ def test_the_picker_offers_the_task_with_its_board(browser: Any, server: Running
     assert page.is_hidden("#generate-row") and page.is_hidden("#run-local")
     assert page.is_visible("text=has no rules check")
     assert page.input_value("#max-steps") == str(STEPS)
+    assert page.text_content("#halting option[value=auto]") == (
+        "auto: stop when the halting head says done")
     legend = page.text_content("#data-symbols")
     assert "." in legend and "#" in legend
     examples = json.loads((life_dir / "examples.json").read_text())
