@@ -1,7 +1,8 @@
 """Your own task, end to end: a small data set written by a command, split, trained into a
 tiny checkpoint, then served over real HTTP from that checkpoint alone (the task is not
 registered in the process before the service reads its card): listed, solved, streamed,
-scored by `trm eval --url`, offered as a tool, and its bad inputs named."""
+run as a job, scored by `trm eval --url`, offered as a tool over HTTP and MCP, and its bad
+inputs named."""
 
 from __future__ import annotations
 
@@ -11,8 +12,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from http_helpers import assert_problem, parse_sse
+from http_helpers import assert_problem, parse_sse, wait_until
 from in_thread import RunningServer, serve_in_thread
+from mcp import ClientSession
+from mcp.types import TextContent
+from test_mcp import with_session
 
 from app.settings import Settings
 from training.cli import main
@@ -94,12 +98,31 @@ def test_bad_inputs_are_named(server: RunningServer) -> None:
     assert "got one line of 99" in json.dumps(assert_problem(short, 422))
 
 
-def test_the_task_is_offered_as_a_tool(server: RunningServer) -> None:
+def test_a_job_runs_the_task(server: RunningServer) -> None:
+    with httpx.Client(base_url=server.base_url, timeout=30) as http:
+        created = http.post("/v1/jobs", json={"task": "life", "puzzle": "." * 100})
+        assert created.status_code == 202, created.text
+        location = created.headers["location"]
+        wait_until(lambda: http.get(location).json()["status"] not in ("queued", "running"))
+        job = http.get(location).json()
+    assert job["status"] == "succeeded" and job["result"]["status"] == "answered"
+
+
+def test_the_task_is_offered_as_a_tool_over_http_and_mcp(server: RunningServer) -> None:
     tools = httpx.get(server.base_url + "/v1/tools").json()
     text = json.dumps(tools)
     assert "solve_life" in text
     assert "a 10x10 grid over the symbols '.', '#'" in text
     assert "no rule check" in text
+
+    async def body(session: ClientSession) -> tuple[list[str], str]:
+        listed = [tool.name for tool in (await session.list_tools()).tools]
+        called = await session.call_tool("solve_life", {"puzzle": "." * 100})
+        return listed, "\n".join(b.text for b in called.content if isinstance(b, TextContent))
+
+    listed, answer = with_session(server.base_url + "/mcp", body)
+    assert "solve_life" in listed
+    assert "unverified: the task has no rules check" in answer
 
 
 def test_eval_scores_the_service_like_the_checkpoint(server: RunningServer, life: Path,
