@@ -180,3 +180,45 @@ def test_adopting_the_same_spec_again_takes_its_examples() -> None:
         assert adopt(DataTask(spec_from_dict(name))) is held and held.examples() == shown
     finally:
         unregister("life-adopt")
+
+
+def test_a_sequence_to_label_task_trains_and_scores(tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture) -> None:
+    """The attention path end to end: a routing rule (more a's than b's: left), split, trained
+    a few steps, scored; the run config chose attention with learned positions."""
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "route"
+    folder.mkdir()
+    words = ["".join(rng.choice(list("abc"), int(rng.integers(2, 7)))) for _ in range(80)]
+    (folder / "data.jsonl").write_text("".join(
+        json.dumps({"input": w, "output": "left" if w.count("a") > w.count("b") else "right"})
+        + "\n" for w in words))
+    (folder / "task.toml").write_text(
+        'name = "route"\ndata = "data.jsonl"\nalphabet = ["a", "b", "c"]\n'
+        'labels = ["left", "right"]\nsymmetries = ["reverse"]\n'
+        '[input]\nkind = "sequence"\nshape = [6]\n[output]\nkind = "label"\n')
+    try:
+        assert main(["data", str(folder)]) == 0
+        assert main(["train", str(folder), "--set", "model.hidden_size=16",
+                     "--set", "train.total_steps=2", "--set", "train.eval_every=2",
+                     "--set", "train.batch_size=8", "--set", "train.warmup_steps=1"]) == 0
+        run = (folder / "run.toml").read_text()
+        assert 'token_mixer = "attention"' in run and 'position_encoding = "learned"' in run
+        assert main(["eval", str(folder / "checkpoint" / "trm-route"), "--data",
+                     str(folder / "test.csv"), "--json", str(tmp_path / "r.json")]) == 0
+        capsys.readouterr()
+        report = json.loads((tmp_path / "r.json").read_text())
+        assert report["overall"]["puzzles"] == len((folder / "test.csv").read_text()
+                                                   .splitlines()) - 1
+    finally:
+        unregister("route")
+
+
+def test_kept_symbols_stay_in_every_answer_and_are_not_scored() -> None:
+    task = DataTask(spec_from_dict({**LIFE, "name": "fill", "alphabet": [".", "1", "2"],
+                                    "keep": ["1", "2"], "symmetries": []}))
+    puzzle = task.parse("1...\n..2.\n....\n....")
+    answer = task.parse("2222\n2222\n2222\n2222")
+    kept = task.keep_givens(puzzle, answer)
+    assert task.format(kept) == "1222" + "2222" * 3 and kept[6] == task.spec.code_of("2")
+    assert task.scored_cells(puzzle).sum() == 14
