@@ -175,16 +175,7 @@ def spec_from_dict(raw: dict[str, Any], where: str = "task spec") -> TaskSpec:
     keep = _subset(raw.get("keep", []), alphabet, "keep", fail)
     if keep and (out.kind == "label" or out != Layout(inp.kind, inp.rows, inp.columns, out.wrap)):
         raise fail("keep needs an output of the same kind and shape as the input")
-    symmetries = raw.get("symmetries", [])
-    if not isinstance(symmetries, list) or any(s not in SYMMETRIES for s in symmetries):
-        raise fail(f"symmetries must be a list of {', '.join(map(repr, SYMMETRIES))}, "
-                   f"got {symmetries!r}")
-    if "dihedral" in symmetries and inp.kind != "grid":
-        raise fail("'dihedral' needs a grid input")
-    if "dihedral" in symmetries and out.kind == "sequence":
-        raise fail("'dihedral' cannot map a grid to a sequence: the sequence has no rows")
-    if "reverse" in symmetries and (inp.kind != "sequence" or out.kind == "grid"):
-        raise fail("'reverse' needs a sequence input and a sequence or label output")
+    symmetries = _symmetries(raw.get("symmetries", []), inp, out, fail)
     fixed = _subset(raw.get("fixed", []), alphabet, "fixed", fail)
     if fixed and "permute" not in symmetries:
         raise fail("fixed only applies with the 'permute' symmetry")
@@ -197,6 +188,19 @@ def spec_from_dict(raw: dict[str, Any], where: str = "task spec") -> TaskSpec:
     examples = raw.get("examples", [])
     return TaskSpec(name, inp, out, alphabet, labels, keep, tuple(dict.fromkeys(symmetries)),
                     fixed, description, data, tuple(examples))
+
+
+def _symmetries(value: Any, inp: Layout, out: Layout, fail: Any) -> list[str]:
+    if not isinstance(value, list) or any(s not in SYMMETRIES for s in value):
+        raise fail(f"symmetries must be a list of {', '.join(map(repr, SYMMETRIES))}, "
+                   f"got {value!r}")
+    if "dihedral" in value and inp.kind != "grid":
+        raise fail("'dihedral' needs a grid input")
+    if "dihedral" in value and out.kind == "sequence":
+        raise fail("'dihedral' cannot map a grid to a sequence: the sequence has no rows")
+    if "reverse" in value and (inp.kind != "sequence" or out.kind == "grid"):
+        raise fail("'reverse' needs a sequence input and a sequence or label output")
+    return value
 
 
 def _symbols(value: Any, key: str, fail: Any) -> tuple[Symbol, ...]:

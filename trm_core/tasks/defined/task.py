@@ -23,6 +23,7 @@ import numpy as np
 
 from trm_core.tasks.base import PuzzleError, Symmetry, Task
 from trm_core.tasks.defined.spec import Layout, Symbol, TaskSpec
+from trm_core.tasks.defined.text import listing, split_value, written
 
 
 def _dihedral(grid: np.ndarray, k: int) -> np.ndarray:
@@ -103,9 +104,9 @@ class DataTask(Task):
         self.grid_shape = ((side.rows, side.columns) if side.cells == self.seq_len
                            else (1, self.seq_len))
         self.puzzle_format = (f"{spec.input.describe()} over the symbols "
-                              f"{_listing(spec.alphabet)}" + _written(spec, spec.input))
+                              f"{listing(spec.alphabet)}" + written(spec, spec.input))
         self.answer_note = (f"The answer is {spec.output.describe()}"
-                            + (f" from {_listing(spec.labels)}" if spec.labels else "")
+                            + (f" from {listing(spec.labels)}" if spec.labels else "")
                             + "; `output` holds it in the task's symbols. The task has no rule "
                               "check, so every answer is unverified.")
         permute = "permute" in spec.symmetries
@@ -128,7 +129,7 @@ class DataTask(Task):
     def _read(self, raw: Any, layout: Layout, loc: str) -> np.ndarray:
         symbols = self.spec.labels if layout.kind == "label" else self.spec.alphabet
         offset = len(self.spec.alphabet) if layout.kind == "label" else 0
-        values = _split(raw, layout, self.spec.compact, loc)
+        values = split_value(raw, layout, self.spec.compact, loc)
         cells = np.zeros(self.seq_len, dtype=np.int8)
         for position, value in enumerate(values):
             symbol = self._symbol(value, symbols)
@@ -139,7 +140,7 @@ class DataTask(Task):
                 raise PuzzleError(f"unknown symbol {value!r} at {where}; the "
                                   f"{'labels' if layout.kind == 'label' else 'alphabet'} "
                                   f"{'are' if layout.kind == 'label' else 'is'} "
-                                  f"{_listing(symbols)}", (loc,),
+                                  f"{listing(symbols)}", (loc,),
                                   [divmod(position, layout.columns)])
             cells[position] = offset + symbols.index(symbol) + 1
         return cells
@@ -287,71 +288,3 @@ class DataTask(Task):
             inputs[row] = self.to_tokens(symmetry.apply(self.from_tokens(inputs[row])))
             labels[row] = self.to_tokens(symmetry.apply_output(self.from_tokens(labels[row])))
         return inputs, labels
-
-
-def _listing(symbols: Sequence[Symbol]) -> str:
-    shown = ", ".join(repr(s) for s in symbols[:12])
-    return shown + (f" and {len(symbols) - 12} more" if len(symbols) > 12 else "")
-
-
-def _written(spec: TaskSpec, layout: Layout) -> str:
-    if layout.kind == "grid":
-        return ("; rows as a list of lists, or as lines of "
-                + ("symbols side by side" if spec.compact else "space-separated symbols")
-                + f", or one line of {layout.cells} symbols")
-    return "; a list, or one line of " + ("symbols" if spec.compact else
-                                          "space-separated symbols")
-
-
-def _split(raw: Any, layout: Layout, compact: bool, loc: str) -> list[Any]:
-    """A user's value as the flat list of its symbols, checked against the layout's shape."""
-    if layout.kind == "label":
-        if isinstance(raw, list | dict) or raw is None:
-            raise PuzzleError(f"expected one label, got {type(raw).__name__}", (loc,))
-        return [raw.strip() if isinstance(raw, str) else raw]
-    if isinstance(raw, str):
-        return _split_text(raw, layout, compact, loc)
-    if not isinstance(raw, list):
-        raise PuzzleError(f"expected a string or a list, got {type(raw).__name__}", (loc,))
-    if layout.kind == "sequence":
-        if any(isinstance(v, list | dict) for v in raw):
-            raise PuzzleError("a sequence is a flat list of symbols", (loc,))
-        return _check_length(list(raw), layout, loc)
-    if len(raw) != layout.rows or any(not isinstance(r, list | str) for r in raw):
-        raise PuzzleError(f"expected {layout.rows} rows (lists, or lines of text) of "
-                          f"{layout.columns} symbols, got {len(raw)} items", (loc,))
-    raw = [(list(r.replace(" ", "")) if compact else r.split()) if isinstance(r, str) else r
-           for r in raw]
-    for number, row in enumerate(raw, start=1):
-        if len(row) != layout.columns:
-            raise PuzzleError(f"row {number} has {len(row)} symbols, expected {layout.columns}",
-                              (loc, number - 1))
-    return [value for row in raw for value in row]
-
-
-def _split_text(raw: str, layout: Layout, compact: bool, loc: str) -> list[Any]:
-    lines = [line.strip() for line in raw.replace("\r\n", "\n").strip("\n").split("\n")]
-    cut = (lambda line: list(line.replace(" ", ""))) if compact else (lambda line: line.split())
-    if layout.kind == "sequence" or len(lines) == 1:
-        values = cut(" ".join(lines)) if not compact else cut("".join(lines))
-        if layout.kind == "grid" and len(values) != layout.cells:
-            raise PuzzleError(f"expected {layout.rows} lines of {layout.columns} symbols or one "
-                              f"line of {layout.cells}, got one line of {len(values)}", (loc,))
-        return _check_length(values, layout, loc)
-    if len(lines) != layout.rows:
-        raise PuzzleError(f"expected {layout.rows} lines of {layout.columns} symbols, got "
-                          f"{len(lines)} lines", (loc,))
-    values = []
-    for number, line in enumerate(lines, start=1):
-        row = cut(line)
-        if len(row) != layout.columns:
-            raise PuzzleError(f"line {number} has {len(row)} symbols, expected "
-                              f"{layout.columns}", (loc, number - 1))
-        values += row
-    return values
-
-
-def _check_length(values: list[Any], layout: Layout, loc: str) -> list[Any]:
-    if layout.kind == "sequence" and not 1 <= len(values) <= layout.columns:
-        raise PuzzleError(f"expected 1 to {layout.columns} symbols, got {len(values)}", (loc,))
-    return values
