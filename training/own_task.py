@@ -199,6 +199,11 @@ def spec_text(guess: dict[str, Any], data: str) -> str:
               f"kind = {value(out['kind'])}          # \"grid\", \"sequence\" or \"label\""]
     if out["kind"] != "label":
         lines.append(f"shape = {value(out['shape'])}")
+    lines += ["", "# A rules check, when the output is a grid of the input's shape and every row,",
+              "# column or box must hold each of some symbols once: answers then verify, and the",
+              "# service may search. Without one, every answer is unverified.",
+              "# [check]", '# units = ["rows", "columns", "boxes"]', "# box = [2, 2]",
+              '# values = ["1", "2", "3", "4"]']
     return "\n".join(lines) + "\n"
 
 

@@ -4,7 +4,7 @@
 // grid, or a sequence as one wrapping row) and, step by step, the output (a grid, a sequence or
 // a label chip): each symbol a fixed colour by its index (ARC's palette), the symbol written in
 // its cell, cells changed this step outlined, cells that differ from a known solution marked.
-// Such a task has no rules check, so every answer is unverified. Puzzles are edited in the text
+// Without a declared check (`[check]` in its spec) every answer is unverified. Puzzles are edited in the text
 // box (lines of symbols), not on the board.
 "use strict";
 
@@ -110,7 +110,14 @@ function makeGridBoard(spec) {
   }
 
   // Builds this task's panels into the shared root (called each time the task is shown).
+  // What the page header says of this task's answers: checked, or unverified.
+  const checkText = spec.check
+    ? `A task defined by data, with a rules check: every ${spec.check.units.join(" and ")} `
+      + `holds each of ${spec.check.values.join(" ")} once.`
+    : "A task defined by data has no rules check: every answer is unverified.";
+
   function build() {
+    document.getElementById("defined-check").textContent = checkText;
     root().textContent = "";
     root().dataset.task = spec.name;
     root().append(makePanel("input", input, "input"), makePanel("output", output, "answer"));
@@ -181,6 +188,7 @@ function makeGridBoard(spec) {
       : wrong === 0 ? " It matches the example's known solution."
         : ` ${wrong} ${output.kind === "label" ? "label differs" : "cells differ"} from the `
           + "example's known solution (marked).";
+    if (spec.check) return known;  // the verdict says whether it passed the check
     return " This task has no rules check, so the answer is unverified." + known;
   }
 

@@ -234,3 +234,28 @@ def test_a_sequence_and_a_label_draw(browser: Any, server: RunningServer) -> Non
     assert drawn["result"] == ["right", "dlabel"]
     assert drawn["note"].endswith("It matches the example's known solution.")
     assert drawn["hint"] == "(up to 6 symbols separated by spaces: ab c 7)"
+
+
+CHECKED_SPEC = {"name": "mini", "description": "", "alphabet": [".", "1", "2", "3", "4"],
+                "labels": [], "keep": ["1", "2", "3", "4"], "symmetries": [], "fixed": [],
+                "input": {"kind": "grid", "shape": [4, 4]},
+                "output": {"kind": "grid", "shape": [4, 4]},
+                "check": {"units": ["rows", "columns", "boxes"], "box": [2, 2],
+                          "values": ["1", "2", "3", "4"]}}
+DRAW_CHECKED = """(spec) => {
+  const board = makeGridBoard(spec);
+  board.build();
+  board.setPuzzle("1...\\n...2\\n....\\n...1", "1234341221434321");
+  return { header: document.getElementById("defined-check").textContent,
+           note: board.resultNote({ answer: "1234341221434321", answer_grid: [] }) };
+}"""
+
+
+def test_a_task_with_a_declared_check_says_its_answers_are_checked(
+        browser: Any, server: RunningServer) -> None:
+    page = _open_life(browser, server)
+    assert "has no rules check" in page.text_content("#defined-check")
+    drawn = page.evaluate(DRAW_CHECKED, CHECKED_SPEC)
+    assert drawn["header"] == ("A task defined by data, with a rules check: every rows and "
+                               "columns and boxes holds each of 1 2 3 4 once.")
+    assert drawn["note"] == " It matches the example's known solution."

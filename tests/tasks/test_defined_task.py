@@ -222,3 +222,42 @@ def test_kept_symbols_stay_in_every_answer_and_are_not_scored() -> None:
     kept = task.keep_givens(puzzle, answer)
     assert task.format(kept) == "1222" + "2222" * 3 and kept[6] == task.spec.code_of("2")
     assert task.scored_cells(puzzle).sum() == 14
+
+
+MINI = {"name": "mini", "alphabet": [".", "1", "2", "3", "4"], "keep": ["1", "2", "3", "4"],
+        "symmetries": ["dihedral"], "input": {"kind": "grid", "shape": [4, 4]},
+        "output": {"kind": "grid", "shape": [4, 4]},
+        "check": {"units": ["rows", "columns", "boxes"], "box": [2, 2],
+                  "values": ["1", "2", "3", "4"]}}
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"units": ["diagonals"]}, "check.units must list some of"),
+    ({"box": [3, 2]}, "check.box must be .rows, columns. dividing the 4x4 grid"),
+    ({"values": ["1", "2", "3"]}, "each of the rows holds 4 cells, but values lists 3"),
+    ({"values": ["1", "2", "3", "9"]}, "check.values must list distinct alphabet symbols"),
+    ({"colour": 1}, "check.colour is not a key"),
+])
+def test_a_check_names_what_is_wrong(change: dict, message: str) -> None:
+    with pytest.raises(SpecError, match=message):
+        spec_from_dict({**MINI, "check": {**MINI["check"], **change}})
+
+
+def test_a_declared_check_verifies_answers_and_names_clashes() -> None:
+    task = DataTask(spec_from_dict(MINI))
+    assert task.can_verify and "every rows and columns and boxes holds" in task.answer_note
+    puzzle = task.parse("1...\n...2\n....\n...1")
+    good = task.parse("1234\n3412\n2143\n4321")
+    assert task.verify(puzzle, good)
+    assert not task.verify(task.parse("2...\n...2\n....\n...1"), good)  # a given changed
+    bad = task.parse("1234\n3412\n2143\n4322")  # 2 twice in a row, a column and a box
+    assert not task.verify(puzzle, bad)
+    clashes = task.conflicts(puzzle, bad)
+    assert clashes is not None and np.flatnonzero(clashes).tolist() == [7, 14, 15]
+    assert DataTask(spec_from_dict(LIFE)).conflicts(puzzle, bad) is None
+    with pytest.raises(SpecError, match="turns a non-square box sideways"):
+        spec_from_dict({**MINI, "alphabet": list(".123456"), "keep": [],
+                        "input": {"kind": "grid", "shape": [4, 6]},
+                        "output": {"kind": "grid", "shape": [4, 6]},
+                        "check": {"units": ["rows", "boxes"], "box": [2, 3],
+                                  "values": list("123456")}})

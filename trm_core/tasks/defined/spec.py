@@ -9,6 +9,7 @@ where it is read so every mistake is named with its key.
     symmetries = ["dihedral"]    # "dihedral" (grids), "reverse" (sequences), "permute"
     fixed = []                   # with "permute": symbols never relabelled
     data = "life.jsonl"          # the examples, JSONL or CSV, relative to this file
+    # [check] (optional): a rules check, so answers verify (trm_core/tasks/defined/check.py)
 
     [input]
     kind = "grid"                # "grid" or "sequence"
@@ -30,6 +31,8 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+
+from trm_core.tasks.defined.check import CheckSpec, check_from_dict
 
 MAX_SIDE = 30  # grids up to 30x30, as the paper's largest (ARC, mazes)
 MAX_CELLS = 900
@@ -90,6 +93,7 @@ class TaskSpec:
     description: str = ""
     data: str = field(default="", compare=False)
     examples: tuple[dict[str, Any], ...] = field(default=(), compare=False)
+    check: CheckSpec | None = None  # a rules check: answers verify, search may run
 
     @property
     def seq_len(self) -> int:
@@ -116,6 +120,8 @@ class TaskSpec:
             "fixed": list(self.fixed),
             "input": self.input.to_dict(), "output": self.output.to_dict(),
         }
+        if self.check is not None:
+            body["check"] = self.check.to_dict()
         if self.examples:
             body["examples"] = [dict(e) for e in self.examples]
         return body
@@ -154,7 +160,7 @@ def spec_from_dict(raw: dict[str, Any], where: str = "task spec") -> TaskSpec:
         return SpecError(f"{where}: {message}")
 
     known = {"name", "description", "alphabet", "labels", "keep", "symmetries", "fixed", "data",
-             "input", "output", "examples"}
+             "input", "output", "check", "examples"}
     unknown = sorted(set(raw) - known)
     if unknown:
         raise fail(f"unknown key {unknown[0]!r}; the keys are {', '.join(sorted(known))}")
@@ -185,9 +191,18 @@ def spec_from_dict(raw: dict[str, Any], where: str = "task spec") -> TaskSpec:
     data = raw.get("data", "")
     if not isinstance(data, str):
         raise fail("data must be a path (a string)")
+    check = None
+    if "check" in raw:
+        if out.kind != "grid" or (out.rows, out.columns) != (inp.rows, inp.columns):
+            raise fail("[check] needs an output grid of the input's shape")
+        check = check_from_dict(raw["check"], out.rows, out.columns, alphabet, fail)
+        if ("dihedral" in symmetries and "boxes" in check.units
+                and check.box[0] != check.box[1]):
+            raise fail("'dihedral' turns a non-square box sideways: the check would not hold "
+                       "for a transposed answer")
     examples = raw.get("examples", [])
     return TaskSpec(name, inp, out, alphabet, labels, keep, tuple(dict.fromkeys(symmetries)),
-                    fixed, description, data, tuple(examples))
+                    fixed, description, data, tuple(examples), check)
 
 
 def _symmetries(value: Any, inp: Layout, out: Layout, fail: Any) -> list[str]:

@@ -10,8 +10,9 @@ by side when every symbol is one character, else separated by spaces), or as one
 columns symbols; a sequence as a list, or a line; a label as the label. Integers in the
 alphabet match JSON numbers and their decimal text.
 
-A data-defined task has no rule check: `verify` is False and `can_verify` is False, so answers
-say unverified, auto halting trusts the halting head and search is off.
+A data-defined task has no rules check unless its spec declares one (`[check]`, check.py).
+Without one, `verify` is False and `can_verify` is False: answers say unverified, auto halting
+trusts the halting head and search is off. With one, answers verify as a Sudoku's do.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from trm_core.tasks.base import PuzzleError, Symmetry, Task
+from trm_core.tasks.defined.check import UnitCheck
 from trm_core.tasks.defined.spec import Layout, Symbol, TaskSpec
 from trm_core.tasks.defined.text import listing, split_value, written
 
@@ -93,10 +95,13 @@ class DataSymmetry(Symmetry):
 class DataTask(Task):
     """The task a `TaskSpec` declares."""
 
-    can_verify = False
-
     def __init__(self, spec: TaskSpec) -> None:
         self.spec = spec
+        self.can_verify = spec.check is not None
+        self._check = None if spec.check is None else UnitCheck(
+            spec.check, spec.output.rows, spec.output.columns,
+            [spec.code_of(v) for v in spec.check.values])
+        self._kept = np.array([spec.code_of(s) for s in spec.keep], dtype=np.int64)
         self.name = spec.name
         self.seq_len = spec.seq_len
         self.vocab_size = len(spec.symbols) + 2  # PAD 0 (unused), "nothing here" 1, symbols
@@ -107,8 +112,11 @@ class DataTask(Task):
                               f"{listing(spec.alphabet)}" + written(spec, spec.input))
         self.answer_note = (f"The answer is {spec.output.describe()}"
                             + (f" from {listing(spec.labels)}" if spec.labels else "")
-                            + "; `output` holds it in the task's symbols. The task has no rule "
-                              "check, so every answer is unverified.")
+                            + "; `output` holds it in the task's symbols. "
+                            + ("Answers are checked: every " + " and ".join(spec.check.units)
+                               + f" holds each of {listing(spec.check.values)} once."
+                               if spec.check else
+                               "The task has no rule check, so every answer is unverified."))
         permute = "permute" in spec.symmetries
         self._free = np.array([spec.code_of(s) for s in spec.alphabet if s not in spec.fixed]
                               if permute else [], dtype=np.int64)
@@ -212,12 +220,22 @@ class DataTask(Task):
 
     # ------------------------------------------------------------------------ rules
     def verify(self, puzzle: np.ndarray, answer: np.ndarray) -> bool:
-        return False
+        if self._check is None:
+            return False
+        kept = np.isin(puzzle, self._kept)
+        return bool(np.array_equal(np.asarray(answer)[kept], np.asarray(puzzle)[kept])
+                    and self._check.holds(answer))
+
+    def conflicts(self, puzzle: np.ndarray, answer: np.ndarray) -> np.ndarray | None:
+        if self._check is None:
+            return None
+        kept = np.isin(puzzle, self._kept)
+        return self._check.clashes(answer) | (kept & (np.asarray(answer) != puzzle))
 
     def keep_givens(self, puzzle: np.ndarray, answer: np.ndarray) -> np.ndarray:
         if not self.spec.keep:
             return answer
-        kept = np.isin(puzzle, [self.spec.code_of(s) for s in self.spec.keep])
+        kept = np.isin(puzzle, self._kept)
         return np.where(kept, puzzle, answer).astype(np.asarray(answer).dtype)
 
     def scored_cells(self, puzzles: np.ndarray) -> np.ndarray:
@@ -226,7 +244,7 @@ class DataTask(Task):
         scored = np.zeros(puzzles.shape, dtype=bool)
         scored[..., :self.spec.output.cells] = True
         if self.spec.keep:
-            scored &= ~np.isin(puzzles, [self.spec.code_of(s) for s in self.spec.keep])
+            scored &= ~np.isin(puzzles, self._kept)
         return scored
 
     def extra_result(self, puzzle: np.ndarray, answer: np.ndarray) -> dict[str, Any]:
