@@ -17,6 +17,7 @@ from in_thread import RunningServer, serve_in_thread
 from mcp import ClientSession
 from mcp.types import TextContent
 from test_mcp import with_session
+from trm_client import Client
 
 from app.settings import Settings
 from training.cli import main
@@ -86,6 +87,14 @@ def test_a_solve_streams_every_step(server: RunningServer) -> None:
                      "solve.completed"]
     assert all(len(e["data"]["grid"]) == 100 for e in events[1:4])
     assert events[-1]["data"]["status"] == "answered"
+
+
+def test_the_python_client_reads_the_answer(server: RunningServer) -> None:
+    rows = [".#........", "..#.......", "###.......", *["." * 10] * 7]
+    with Client(server.base_url) as client:
+        result = client.solve("life", rows, halting="never")
+    assert result.status == "answered" and result.unverified and result.solution is None
+    assert result.output is not None and len(result.output) == 10
 
 
 def test_bad_inputs_are_named(server: RunningServer) -> None:

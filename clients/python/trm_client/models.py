@@ -13,7 +13,9 @@ from typing import Any
 class SolveResult:
     """The answer to a solve. `status` is "solved" only when the answer was verified; then it is
     `solution` (and `grid`). Otherwise `solution` is None and the model's unverified attempt is
-    `answer` (and `answer_grid`), with the cells that break a rule in `conflicts`.
+    `answer` (and `answer_grid`), with the cells that break a rule in `conflicts`; "answered"
+    means the task has no rules check at all (a task defined by data without one). `output` is
+    a data-defined task's answer in its own symbols (rows, a list or a label), else None.
 
     `confidence` is the model's calibrated confidence (the share of such answers that verified
     on held-out puzzles), None when the model has no calibration or the answer is unverified;
@@ -39,6 +41,7 @@ class SolveResult:
     attempt: int
     timing_ms: float
     raw: dict[str, Any] = field(repr=False, compare=False)
+    output: Any = None
 
     @property
     def solved(self) -> bool:
@@ -57,7 +60,7 @@ class SolveResult:
                    steps_used=data["steps_used"], halted_early=data["halted_early"],
                    confidence=data.get("confidence"), raw_confidence=data["raw_confidence"],
                    q_halt=data["q_halt"], attempts=data["attempts"], attempt=data["attempt"],
-                   timing_ms=data["timing"]["total_ms"], raw=data)
+                   timing_ms=data["timing"]["total_ms"], raw=data, output=data.get("output"))
 
 
 @dataclass(frozen=True)
