@@ -30,6 +30,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from trm_core import distributed
 from trm_core.checkpoint import load_checkpoint, save_checkpoint
+from trm_core.config import ModelConfig
 from trm_core.data import TrainingData, TrainingSampler
 from trm_core.distributed import Ranks, resolve_device
 from trm_core.inference import (
@@ -415,7 +416,8 @@ class Trainer:
         if not resume_exists(stem):
             return False
         saved = json.loads(stem.with_suffix(".json").read_text())
-        if saved["run"]["model"] != self.run.to_dict()["model"]:
+        # Compared as configs, so a field added since (at its default) is no difference.
+        if ModelConfig.from_dict(saved["run"]["model"]) != self.run.model:
             raise ValueError(f"{stem}: saved model config differs from this run's; "
                              "use another train.out_dir or the same config")
         ema_model = self.ema.model if self.ema is not None else None

@@ -23,6 +23,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from trm_core.tasks import sudoku_native
 from trm_core.tasks.generation import DatasetTools, generate_seeded, read_rows, write_rows
 from trm_core.tasks.sudoku import N_CELLS, UNITS, format_cells
 
@@ -226,7 +227,15 @@ _DIG_MAX_GUESSES = 5_000
 def _has_other_solution(puzzle: list[int], pos: int, digit: int) -> bool:
     """Whether `puzzle` (unique with `digit` at `pos` before it was blanked) may have a solution
     with another digit there. Forbidding `digit` makes the search fail fast instead of finding
-    the known solution first and then proving there is no second one."""
+    the known solution first and then proving there is no second one. Compiled where a C
+    compiler is found (`sudoku_native`)."""
+    if sudoku_native.available():
+        try:
+            count, _ = sudoku_native.count_solutions(np.array(puzzle, dtype=np.int8), 1,
+                                                     50 * _DIG_MAX_GUESSES, (pos, digit))
+        except sudoku_native.BudgetExceeded:
+            return True
+        return count > 0
     state = _initial_state(puzzle)
     if state is None:
         return False
