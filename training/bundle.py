@@ -32,7 +32,7 @@ import trm_core
 from trm_core.checkpoint import Checkpoint
 from trm_core.config import ModelConfig
 from trm_core.model import count_parameters
-from trm_core.tasks import task_of_card
+from trm_core.tasks import TASKS, task_of_card
 from trm_core.tasks.base import Task
 
 FORMAT = "trm-bundle/1"
@@ -49,8 +49,11 @@ def task_rules(task: Task) -> dict[str, Any]:
     """The task's portable rules; NotBundleable naming the task when it has none."""
     rules = task.portable_rules()
     if rules is None:
-        raise NotBundleable(f"task {task.name!r} has no portable rules (its answers are checked "
-                            f"by Python code a bundle cannot carry); bundles exist for sudoku")
+        carried = sorted(name for name, known in TASKS.items()
+                         if known.portable_rules() is not None)
+        raise NotBundleable(f"task {task.name!r} has no portable rules (its parsing and rules "
+                            f"are not written down as data a bundle can carry); bundles exist "
+                            f"for {', '.join(carried)}")
     return rules
 
 
