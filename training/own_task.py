@@ -257,4 +257,4 @@ def run_config(folder: Path) -> Path:
 def checkpoint_stem(folder: Path) -> Path:
     """Where `trm train FOLDER` ships the best checkpoint (`TRM_CHECKPOINT_DIR` its parent)."""
     folder = folder_of(folder)
-    return folder / "checkpoint" / f"trm-{open_task(folder).name}"
+    return folder / "checkpoint" / f"trm-{load_spec(folder).name}"

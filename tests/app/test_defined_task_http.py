@@ -16,7 +16,7 @@ from http_helpers import assert_problem, parse_sse, wait_until
 from in_thread import RunningServer, serve_in_thread
 from mcp import ClientSession
 from mcp.types import TextContent
-from test_mcp import with_session
+from mcp_helpers import with_session
 from trm_client import Client
 
 from app.settings import Settings

@@ -5,9 +5,9 @@ progress, tool errors carrying the HTTP API's messages, metrics, API keys and th
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import pytest
@@ -16,6 +16,7 @@ from in_thread import RunningServer, serve_in_thread
 from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 from mcp.types import CallToolResult, TextContent
+from mcp_helpers import with_session
 from shipped_models import tiny_only
 
 from app.settings import Settings
@@ -24,7 +25,6 @@ REPO = Path(__file__).resolve().parents[2]
 README_PUZZLE = "..3.2.6..9..3.5..1..18.64....81.29..7.......8..67.82....26.95..8..2.3..9..5.1.3.."
 README_SOLUTION = (
     "483921657967345821251876493548132976729564138136798245372689514814253769695417382")
-T = TypeVar("T")
 
 
 def _settings(**overrides: Any) -> Settings:
@@ -36,20 +36,6 @@ def _settings(**overrides: Any) -> Settings:
 def server() -> Iterator[RunningServer]:
     with serve_in_thread(_settings()) as running:
         yield running
-
-
-def with_session(url: str, body: Callable[[ClientSession], Awaitable[T]],
-                 headers: dict[str, str] | None = None) -> T:
-    """Run `body` in an initialized MCP client session to `url`."""
-
-    async def main() -> T:
-        async with httpx.AsyncClient(headers=headers, timeout=30) as http, \
-                streamable_http_client(url, http_client=http) as (read, write, _), \
-                ClientSession(read, write) as session:
-            await session.initialize()
-            return await body(session)
-
-    return asyncio.run(main())
 
 
 def _text(result: CallToolResult) -> str:

@@ -38,6 +38,25 @@ class PuzzleError(ValueError):
         return self.message
 
 
+def dihedral(grid: np.ndarray, dihedral_id: int) -> np.ndarray:
+    """Dihedral transform `dihedral_id` of a 2-D array, as every grid task numbers them (the
+    ARC builds' numbering): 0 identity, 1 rot90, 2 rot180, 3 rot270 (numpy rot90,
+    counter-clockwise), 4 left-right flip, 5 up-down flip, 6 transpose, 7 anti-transpose."""
+    if dihedral_id == 0:
+        return grid
+    if 1 <= dihedral_id <= 3:
+        return np.rot90(grid, k=dihedral_id)
+    if dihedral_id == 4:
+        return np.fliplr(grid)
+    if dihedral_id == 5:
+        return np.flipud(grid)
+    if dihedral_id == 6:
+        return grid.T
+    if dihedral_id == 7:
+        return np.fliplr(np.rot90(grid))
+    raise ValueError(f"dihedral id must be 0-7, got {dihedral_id}")
+
+
 class Symmetry(ABC):
     """An invertible transform of a task's cells; `apply` then `invert` is the identity."""
 

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from trm_core.tasks.base import PuzzleError, Symmetry, Task
+from trm_core.tasks.base import PuzzleError, Symmetry, Task, dihedral
 from trm_core.tasks.generation import DatasetTools
 
 SIZE = 30
@@ -54,23 +54,10 @@ def _neighbour_table() -> list[tuple[int, ...]]:
 NEIGHBOURS = _neighbour_table()
 
 
-def _dihedral(grid: np.ndarray, sym_id: int) -> np.ndarray:
-    """Dihedral transform `sym_id` of a 2-D array, with the ARC builds' numbering."""
-    if sym_id < 4:
-        return np.rot90(grid, k=sym_id)
-    if sym_id == 4:
-        return np.fliplr(grid)
-    if sym_id == 5:
-        return np.flipud(grid)
-    if sym_id == 6:
-        return grid.T
-    return np.fliplr(np.rot90(grid, k=1))
-
-
 # _PERMS[k][i]: the source position that output position i takes under transform k, so applying
 # a transform to any (..., 900) array is one gather.
 _PERMS = np.stack(
-    [_dihedral(np.arange(N_CELLS).reshape(SIZE, SIZE), k).reshape(-1) for k in range(8)]
+    [dihedral(np.arange(N_CELLS).reshape(SIZE, SIZE), k).reshape(-1) for k in range(8)]
 ).astype(np.intp)
 
 

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from trm_core.tasks.base import PuzzleError, Symmetry, Task
+from trm_core.tasks.base import PuzzleError, Symmetry, Task, dihedral
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -42,25 +42,6 @@ Grid = np.ndarray  # (h, w) integer colours 0..9
 
 
 # ------------------------------------------------------------------------------ dihedral maps
-def dihedral(grid: np.ndarray, dihedral_id: int) -> np.ndarray:
-    """Dihedral transform `dihedral_id` of a 2-D array: 0 identity, 1 rot90, 2 rot180,
-    3 rot270 (numpy rot90, counter-clockwise), 4 left-right flip, 5 up-down flip, 6 transpose,
-    7 anti-transpose."""
-    if dihedral_id == 0:
-        return grid
-    if 1 <= dihedral_id <= 3:
-        return np.rot90(grid, k=dihedral_id)
-    if dihedral_id == 4:
-        return np.fliplr(grid)
-    if dihedral_id == 5:
-        return np.flipud(grid)
-    if dihedral_id == 6:
-        return grid.T
-    if dihedral_id == 7:
-        return np.fliplr(np.rot90(grid))
-    raise ValueError(f"dihedral id must be 0-7, got {dihedral_id}")
-
-
 # --------------------------------------------------------------------------- canvas placement
 def encode(grid: Any, row_offset: int = 0, col_offset: int = 0) -> np.ndarray:
     """A grid of colours placed on a (900,) uint8 canvas at (row_offset, col_offset)."""

@@ -26,6 +26,7 @@ nothing but the checkpoint to serve the task.
 
 from __future__ import annotations
 
+import json
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -138,8 +139,6 @@ def load_spec(path: str | Path) -> TaskSpec:
     spec = spec_from_dict(raw, where=str(path))
     examples = path.parent / "examples.json"
     if examples.exists():
-        import json
-
         spec = TaskSpec(**{**spec.__dict__, "examples": tuple(json.loads(examples.read_text()))})
     return spec
 

@@ -17,31 +17,35 @@ trusts the halting head and search is off. With one, answers verify as a Sudoku'
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from trm_core.tasks.base import PuzzleError, Symmetry, Task
+from trm_core.tasks.base import PuzzleError, Symmetry, Task, dihedral
 from trm_core.tasks.defined.check import UnitCheck
 from trm_core.tasks.defined.spec import Layout, Symbol, TaskSpec
 from trm_core.tasks.defined.text import listing, split_value, written
 
 
-def _dihedral(grid: np.ndarray, k: int) -> np.ndarray:
-    """The 8 transforms of a square, numbered as the maze and ARC tasks number them."""
-    if k < 4:
-        return np.rot90(grid, k=k)
-    return (np.fliplr(grid), np.flipud(grid), grid.T, np.fliplr(np.rot90(grid, k=1)))[k - 4]
+@functools.cache
+def _grid_source(layout: Layout, seq_len: int, dihedral_id: int) -> np.ndarray:
+    """source[i]: the position cell i of a grid transformed by `dihedral_id` reads from,
+    (seq_len,); positions past the grid stay. Made once per layout and transform."""
+    source = np.arange(seq_len)
+    index = np.arange(layout.cells).reshape(layout.rows, layout.columns)
+    source[:layout.cells] = dihedral(index, dihedral_id).reshape(-1)
+    source.flags.writeable = False
+    return source
 
 
-def _source(layout: Layout, seq_len: int, dihedral: int, length: int | None) -> np.ndarray:
+def _source(layout: Layout, seq_len: int, dihedral_id: int, length: int | None) -> np.ndarray:
     """source[i]: the position transformed cell i reads from, (seq_len,); positions outside
     the layout stay. A reversed sequence (`length` set) reverses its first `length` cells."""
+    if layout.kind == "grid":
+        return _grid_source(layout, seq_len, dihedral_id)
     source = np.arange(seq_len)
-    if layout.kind == "grid" and dihedral:
-        index = np.arange(layout.cells).reshape(layout.rows, layout.columns)
-        source[:layout.cells] = _dihedral(index, dihedral).reshape(-1)
     if layout.kind == "sequence" and length:
         source[:length] = source[:length][::-1]
     return source
@@ -53,9 +57,9 @@ class DataSymmetry(Symmetry):
     output's (what the engine does with an answer); `apply_output` is the forward transform on
     the output's (what augmentation does with a label)."""
 
-    def __init__(self, spec: TaskSpec, dihedral: int = 0, reverse: bool = False,
+    def __init__(self, spec: TaskSpec, dihedral_id: int = 0, reverse: bool = False,
                  relabel: np.ndarray | None = None) -> None:
-        self.spec, self.dihedral, self.reverse = spec, dihedral, reverse
+        self.spec, self.dihedral_id, self.reverse = spec, dihedral_id, reverse
         codes = len(spec.symbols) + 1
         self.relabel = np.arange(codes) if relabel is None else relabel  # code -> code
         self.unlabel = np.argsort(self.relabel)
@@ -71,20 +75,22 @@ class DataSymmetry(Symmetry):
         flat = cells.reshape(-1, cells.shape[-1])
         moved = np.empty_like(flat)
         for row, line in enumerate(flat):
-            source = _source(layout, len(line), self.dihedral, self._length(line))
+            source = _source(layout, len(line), self.dihedral_id, self._length(line))
             if inverse:
                 moved[row, source] = line
             else:
                 moved[row] = line[source]
         return moved.reshape(cells.shape)
 
-    def apply(self, cells: np.ndarray) -> np.ndarray:
-        moved = self._move(cells, self.spec.input, inverse=False)
+    def _forward(self, cells: np.ndarray, layout: Layout) -> np.ndarray:
+        moved = self._move(cells, layout, inverse=False)
         return self.relabel[moved].astype(np.asarray(cells).dtype)
 
+    def apply(self, cells: np.ndarray) -> np.ndarray:
+        return self._forward(cells, self.spec.input)
+
     def apply_output(self, cells: np.ndarray) -> np.ndarray:
-        moved = self._move(cells, self.spec.output, inverse=False)
-        return self.relabel[moved].astype(np.asarray(cells).dtype)
+        return self._forward(cells, self.spec.output)
 
     def invert(self, cells: np.ndarray) -> np.ndarray:
         moved = self._move(np.asarray(self.unlabel[np.asarray(cells)], np.int8),
@@ -120,10 +126,10 @@ class DataTask(Task):
         permute = "permute" in spec.symmetries
         self._free = np.array([spec.code_of(s) for s in spec.alphabet if s not in spec.fixed]
                               if permute else [], dtype=np.int64)
-        dihedral = "dihedral" in spec.symmetries
+        turns = "dihedral" in spec.symmetries
         square = all(side.rows == side.columns for side in (spec.input, spec.output)
                      if side.kind == "grid")
-        self._dihedrals = (tuple(range(8)) if square else (0, 2, 4, 5)) if dihedral else (0,)
+        self._dihedrals = (tuple(range(8)) if square else (0, 2, 4, 5)) if turns else (0,)
         self._reversals = (False, True) if "reverse" in spec.symmetries else (False,)
         self._text = {str(s): s for s in spec.symbols}
 
@@ -275,11 +281,11 @@ class DataTask(Task):
         """The least transformed input over the declared symmetries, the free symbols
         relabelled in order of first appearance."""
         best: tuple[bytes, DataSymmetry] | None = None
-        for dihedral in self._dihedrals:
+        for turn in self._dihedrals:
             for reverse in self._reversals:
-                moved = DataSymmetry(self.spec, dihedral, reverse).apply(cells)
+                moved = DataSymmetry(self.spec, turn, reverse).apply(cells)
                 relabel = self._first_appearance(moved)
-                symmetry = DataSymmetry(self.spec, dihedral, reverse, relabel)
+                symmetry = DataSymmetry(self.spec, turn, reverse, relabel)
                 key = relabel[moved].astype(np.int8).tobytes()
                 if best is None or key < best[0]:
                     best = (key, symmetry)
