@@ -85,10 +85,10 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", type=Path, required=True,
                    help="CSV with puzzle,solution[,bucket] or question,answer (the official "
                         "source,question,answer,rating files)")
-    p.add_argument("--buckets", choices=["auto", "column", "derived"], default="auto",
+    p.add_argument("--buckets", default="auto", metavar="{auto,column,derived,COLUMN}",
                    help="group by the file's bucket column (column), by the task's reading of "
-                        "each solution, e.g. maze path length (derived), or the column when "
-                        "there is one (auto)")
+                        "each solution, e.g. maze path length (derived), the column when "
+                        "there is one (auto), or by another column of the file, e.g. givens")
     p.add_argument("--max-steps", type=int, default=None, help="supervision steps (default: all)")
     p.add_argument("--halting", choices=["never", "auto"], default="never",
                    help="never: all steps, as the paper evaluates; auto: stop when done")
@@ -99,6 +99,12 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--search-attempts", type=int, default=4, help="attempts per search round")
     p.add_argument("--round-steps", type=int, default=4,
                    help="supervision steps of each search round after the first pass")
+    p.add_argument("--latent-noise", type=float, default=0.1,
+                   help="search: noise on the starting latent of each round's symmetric "
+                        "attempts (0: none)")
+    p.add_argument("--keep-fraction", type=float, default=0.25,
+                   help="search: share of the model's rule-abiding cells each round keeps as "
+                        "givens (confidence decimation; 0: plain attempts)")
     p.add_argument("--seed", type=int, default=0, help="seeds attempts and search")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--limit", type=int, default=0, help="only the first N puzzles")

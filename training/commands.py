@@ -200,7 +200,8 @@ def _search_of(args: argparse.Namespace, config: ModelConfig) -> SearchConfig | 
         return None
     return SearchConfig(budget_steps=args.budget_steps, attempts=args.search_attempts,
                         max_steps=args.max_steps or config.max_supervision_steps,
-                        round_steps=args.round_steps)
+                        round_steps=args.round_steps, latent_noise=args.latent_noise,
+                        keep_fraction=args.keep_fraction)
 
 
 def _print_and_save(report: dict[str, Any], path: Path | None) -> None:

@@ -14,7 +14,7 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -76,7 +76,8 @@ def file_digest(path: Path) -> str:
 # Column pairs (puzzle, solution) a CSV may use: ours, and the official builders' source files
 # (Sudoku-Extreme and Maze-Hard ship `source,question,answer,rating`).
 CSV_LAYOUTS = (("puzzle", "solution"), ("question", "answer"))
-BucketBy = Literal["auto", "column", "derived"]
+# "auto", "column" (the `bucket` column), "derived", or the name of any other column.
+BucketBy = str
 
 
 def load_puzzle_csv(path: str | Path, task: Task, bucket_by: BucketBy = "auto") -> PuzzleSet:
@@ -84,21 +85,21 @@ def load_puzzle_csv(path: str | Path, task: Task, bucket_by: BucketBy = "auto") 
     `guesses`, `bucket`, `path_length`) or `question,answer` (optionally `source`, `rating`).
 
     Buckets come from the file's `bucket` column ("column"), from the task's reading of each
-    solution ("derived": maze path length, else "all"), or the column when there is one and the
-    task's reading otherwise ("auto")."""
+    solution ("derived": maze path length, else "all"), the column when there is one and the
+    task's reading otherwise ("auto"), or any other column named (e.g. "givens")."""
     path = Path(path)
     puzzles, solutions, buckets = [], [], []
     with path.open(newline="") as handle:
         reader = csv.DictReader(handle)
         puzzle_key, solution_key = _layout(path, reader.fieldnames)
-        use_column = _uses_bucket_column(path, reader.fieldnames, bucket_by)
+        column = _bucket_column(path, reader.fieldnames, bucket_by)
         for line, row in enumerate(reader, start=2):
             try:
                 puzzles.append(task.parse(row[puzzle_key]))
                 solutions.append(task.parse_solution(row[solution_key]))
             except ValueError as err:
                 raise ValueError(f"{path}:{line}: {err}") from None
-            buckets.append((row["bucket"] or "all") if use_column
+            buckets.append((row[column] or "all") if column
                            else task.bucket_of(solutions[-1]))
     if not puzzles:
         raise ValueError(f"{path}: no puzzles after the header")
@@ -118,14 +119,19 @@ def _layout(path: Path, fieldnames: Sequence[str] | None) -> tuple[str, str]:
                      f"[,bucket] or question,answer (as in source,question,answer,rating)")
 
 
-def _uses_bucket_column(path: Path, fieldnames: Sequence[str] | None, bucket_by: BucketBy
-                        ) -> bool:
-    has_column = "bucket" in (fieldnames or [])
-    if bucket_by not in ("auto", "column", "derived"):
-        raise ValueError(f"bucket_by must be auto, column or derived, got {bucket_by!r}")
-    if bucket_by == "column" and not has_column:
-        raise ValueError(f"{path}: no bucket column to group by")
-    return has_column and bucket_by != "derived"
+def _bucket_column(path: Path, fieldnames: Sequence[str] | None, bucket_by: BucketBy
+                   ) -> str | None:
+    """The column that names each row's bucket, or None for the task's own reading."""
+    names = list(fieldnames or [])
+    if bucket_by == "derived":
+        return None
+    if bucket_by == "auto":
+        return "bucket" if "bucket" in names else None
+    column = "bucket" if bucket_by == "column" else bucket_by
+    if column not in names:
+        raise ValueError(f"{path}: no {column} column to group by (its columns: "
+                         f"{', '.join(names)}; or auto, derived)")
+    return column
 
 
 class TrainingData(Protocol):

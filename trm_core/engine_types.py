@@ -77,7 +77,7 @@ class SearchConfig:
     budget_steps: int = 512  # slot-steps across every round, the first pass included
     attempts: int = 4  # attempts per search round (attempt 0 unchanged, others symmetric)
     latent_noise: float = 0.1  # std of the noise on the initial z of attempts > 0
-    keep_fraction: float = 0.25  # share of the model's rule-abiding cells kept as givens
+    keep_fraction: float = 0.25  # share of the model's rule-abiding cells kept as givens (0: none)
     max_steps: int = 16  # supervision steps of the first pass
     round_steps: int = 4  # supervision steps of each later round; 0 = max_steps
 
@@ -89,8 +89,10 @@ class SearchConfig:
         if self.attempts < 1 or self.max_steps < 1:
             raise ValueError(f"attempts and max_steps must be >= 1, got {self.attempts} and "
                              f"{self.max_steps}")
-        if not 0 < self.keep_fraction <= 1:
-            raise ValueError(f"keep_fraction must be in (0, 1], got {self.keep_fraction}")
+        if not 0 <= self.keep_fraction <= 1:
+            raise ValueError(f"keep_fraction must be in [0, 1], got {self.keep_fraction}")
+        if self.latent_noise < 0:
+            raise ValueError(f"latent_noise must be >= 0, got {self.latent_noise}")
 
 
 @dataclass

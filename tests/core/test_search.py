@@ -73,6 +73,16 @@ def test_kept_cells_are_model_answers_that_break_no_rule() -> None:
     assert (kept[PUZZLE != 0] == PUZZLE[PUZZLE != 0]).all()
 
 
+def test_keeping_no_cells_makes_rounds_plain_attempts() -> None:
+    engine = Engine(NeedsGivensTRM(needed=45), TASK, slots=8)
+    plan = run(engine, SearchConfig(budget_steps=40, attempts=2, max_steps=4, keep_fraction=0))
+    assert len(plan.rounds) > 1 and all(r.extra_givens == 0 for r in plan.rounds)
+    with pytest.raises(ValueError, match="keep_fraction must be in"):
+        SearchConfig(keep_fraction=1.5)
+    with pytest.raises(ValueError, match="latent_noise must be"):
+        SearchConfig(latent_noise=-0.1)
+
+
 @pytest.mark.parametrize("budget", [0, 4, 10, 40])
 def test_the_budget_bounds_the_steps_spent(budget: int) -> None:
     engine = Engine(NeedsGivensTRM(needed=81), TASK, slots=8)

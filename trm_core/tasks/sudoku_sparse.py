@@ -36,29 +36,34 @@ UNIQUENESS_MAX_GUESSES = 20_000  # a check past this is treated as "not unique"
 NATIVE_BUDGET_SHARE = 50
 
 
+# A swap whose check needs more is skipped: a few near-unique swaps would cost a minute each.
+SWAP_MAX_GUESSES = 400
+
 CROSS_SHARE = 0.3  # share of moves that may change the solution
 
 
-def only_solution(puzzle: np.ndarray) -> np.ndarray | None:
-    """The puzzle's solution when it has exactly one (None when the check runs past budget);
-    compiled where a C compiler is found (`sudoku_native`), else the Python search."""
+def only_solution(puzzle: np.ndarray,
+                  max_guesses: int = UNIQUENESS_MAX_GUESSES) -> np.ndarray | None:
+    """The puzzle's solution when it has exactly one (None when the check runs past
+    `max_guesses` of the Python search's guesses); compiled where a C compiler is found
+    (`sudoku_native`), else the Python search."""
     if sudoku_native.available():
         try:
             count, solution = sudoku_native.count_solutions(
-                puzzle, 2, NATIVE_BUDGET_SHARE * UNIQUENESS_MAX_GUESSES)
+                puzzle, 2, NATIVE_BUDGET_SHARE * max_guesses)
         except sudoku_native.BudgetExceeded:
             return None
         return solution if count == 1 else None
     try:
-        solutions, _ = solve(puzzle, limit=2, max_guesses=UNIQUENESS_MAX_GUESSES)
+        solutions, _ = solve(puzzle, limit=2, max_guesses=max_guesses)
     except SearchBudgetExceeded:
         return None
     return solutions[0] if len(solutions) == 1 else None
 
 
-def is_unique(puzzle: np.ndarray) -> bool:
+def is_unique(puzzle: np.ndarray, max_guesses: int = UNIQUENESS_MAX_GUESSES) -> bool:
     """Whether the puzzle has exactly one solution (False when the check runs past budget)."""
-    return only_solution(puzzle) is not None
+    return only_solution(puzzle, max_guesses) is not None
 
 
 def cross_move(puzzle: np.ndarray,
@@ -105,6 +110,80 @@ def sparser(puzzle: np.ndarray, solution: np.ndarray, rng: np.random.Generator,
         if moved is not None and np.count_nonzero(moved[0]) <= np.count_nonzero(current[0]):
             current = moved
     return current
+
+
+def walk_down(puzzle: np.ndarray, solution: np.ndarray, rng: np.random.Generator,
+              floor: int, max_moves: int) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """The walk of `sparser` from a minimal `puzzle` down to `floor` givens, keeping the first
+    puzzle it holds at each count on the way (count -> (puzzle, solution)): one walk gives a
+    puzzle of each count it passes."""
+    current = (puzzle, solution)
+    held = {int(np.count_nonzero(puzzle)): current}
+    for _ in range(max_moves):
+        givens = int(np.count_nonzero(current[0]))
+        if givens <= floor:
+            break
+        moved = next_move(*current, rng)
+        if moved is not None and np.count_nonzero(moved[0]) <= givens:
+            current = moved
+            held.setdefault(int(np.count_nonzero(moved[0])), moved)
+    return held
+
+
+def is_minimal(puzzle: np.ndarray, max_guesses: int | None = None) -> bool:
+    """Whether the (unique) puzzle loses uniqueness when any one given is blanked: a second
+    solution found for each. With `max_guesses`, a blank whose second solution takes longer to
+    find counts as not shown, so the answer is False."""
+    for cell in np.flatnonzero(puzzle):
+        fewer = puzzle.copy()
+        fewer[cell] = 0
+        if max_guesses is None:
+            if is_unique(fewer):
+                return False
+        elif not _two_solutions(fewer, max_guesses):
+            return False
+    return True
+
+
+def _two_solutions(puzzle: np.ndarray, max_guesses: int) -> bool:
+    """Whether a second solution is found within `max_guesses` (Python-search units)."""
+    if sudoku_native.available():
+        try:
+            count, _ = sudoku_native.count_solutions(puzzle, 2,
+                                                     NATIVE_BUDGET_SHARE * max_guesses)
+        except sudoku_native.BudgetExceeded:
+            return False
+        return count > 1
+    try:
+        solutions, _ = solve(puzzle, limit=2, max_guesses=max_guesses)
+    except SearchBudgetExceeded:
+        return False
+    return len(solutions) > 1
+
+
+def one_given_more(puzzle: np.ndarray, solution: np.ndarray, rng: np.random.Generator,
+                   max_moves: int, min_moves: int = 8) -> np.ndarray | None:
+    """A minimal puzzle with one given more than the minimal `puzzle`, on the same solution:
+    one solution cell revealed, then one-for-one swaps that keep the puzzle unique (at least
+    `min_moves` of them, so it moves away from `puzzle`) until it is shown minimal; None when
+    `max_moves` swaps tried find none. Checks that run long count as failed, so a walk never
+    stalls on one."""
+    current = puzzle.copy()
+    shown = rng.choice(np.flatnonzero(puzzle == 0))
+    current[shown] = solution[shown]
+    kept = 0
+    for _ in range(max_moves):
+        givens, blanks = np.flatnonzero(current), np.flatnonzero(current == 0)
+        moved = current.copy()
+        moved[rng.choice(givens)] = 0
+        shown = rng.choice(blanks)
+        moved[shown] = solution[shown]
+        if not is_unique(moved, SWAP_MAX_GUESSES):
+            continue
+        current, kept = moved, kept + 1
+        if kept >= min_moves and is_minimal(current, SWAP_MAX_GUESSES):
+            return current
+    return None
 
 
 def next_move(puzzle: np.ndarray, solution: np.ndarray,
