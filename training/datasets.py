@@ -85,7 +85,7 @@ def stored_keys(csv_path: Path, task_name: str) -> list[bytes] | None:
         return [bytes.fromhex(line.strip()) for line in handle if line.strip()]
 
 
-def _excluded_keys(paths: list[Path], workers: int | None, task_name: str) -> set[bytes]:
+def excluded_keys(paths: list[Path], workers: int | None, task_name: str) -> set[bytes]:
     read_csv = generator_for(task_name).read_csv
     keys: set[bytes] = set()
     to_compute: list[str] = []
@@ -105,7 +105,7 @@ def build_splits(task_name: str, out: Path, difficulty: str, counts: dict[str, i
     from every puzzle in the `exclude` files."""
     tools = generator_for(task_name)
     started = time.perf_counter()
-    seen = _excluded_keys(exclude, workers, task_name)
+    seen = excluded_keys(exclude, workers, task_name)
     wanted = sum(counts.values())
     rows: list[Sequence[Any]] = []
     batch_seed = seed

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from training.datasets import _excluded_keys, canonical_keys, write_keys
+from training.datasets import canonical_key, excluded_keys, write_keys
 from trm_core.tasks import sudoku_sparse
 from trm_core.tasks.generation import parallel_map, write_rows
 from trm_core.tasks.sudoku import SudokuSymmetry, format_cells, parse_puzzle
@@ -102,13 +102,17 @@ def _solution(puzzle: np.ndarray) -> np.ndarray:
     return solution
 
 
+def _walk(seed: int, floor: int) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """What a walk from a fresh grid down to `floor` givens holds (`walk_down`)."""
+    rng = np.random.default_rng(seed)
+    solution = random_solution(rng)
+    return sudoku_sparse.walk_down(dig(solution, rng, 0), solution, rng, floor, WALK_MOVES)
+
+
 def _walk_to(job: tuple[int, int]) -> tuple[np.ndarray, np.ndarray] | None:
     """The first puzzle of `target` givens a walk from a fresh grid holds, or None."""
     seed, target = job
-    rng = np.random.default_rng(seed)
-    solution = random_solution(rng)
-    held = sudoku_sparse.walk_down(dig(solution, rng, 0), solution, rng, target, WALK_MOVES)
-    return held.get(target)
+    return _walk(seed, target).get(target)
 
 
 def build(seeds: list[np.ndarray], wanted: dict[int, int], rng: np.random.Generator,
@@ -120,34 +124,38 @@ def build(seeds: list[np.ndarray], wanted: dict[int, int], rng: np.random.Genera
     rows: list[tuple[str, str, int, str, int, str]] = []
     counts: Counter[int] = Counter()
 
-    def add(found: tuple[np.ndarray, np.ndarray] | None, shown: bool = True) -> bool:
+    def add(found: tuple[np.ndarray, np.ndarray] | None, shown: bool = True
+            ) -> np.ndarray | None:
+        """Keep a found puzzle (shown under a random symmetry) when its count still wants one
+        and it is new up to symmetry; returns the puzzle kept."""
         if found is None:
-            return False
+            return None
         puzzle, solution = found
         if shown:  # a random symmetric image, so no bucket keeps its source's layout
             puzzle, solution = SudokuSymmetry.random(rng).apply(np.stack([puzzle, solution]))
         givens = int(np.count_nonzero(puzzle))
-        key = canonical_keys([format_cells(puzzle)], "sudoku", workers=1)[0]
+        key = canonical_key(format_cells(puzzle), "sudoku")
         if counts[givens] >= wanted.get(givens, 0) or key in seen:
-            return False
+            return None
         seen.add(key)
         counts[givens] += 1
         rows.append(row(puzzle, solution))
-        return True
+        return puzzle
 
     def fill(givens: int, sources: list[np.ndarray], tag: int) -> list[np.ndarray]:
         """Puzzles of `givens` one given up from `sources`, a walk per source and round."""
-        made: list[tuple[str, str, int, str, int, str]] = []
+        made: list[np.ndarray] = []
         for turn in range(SEED_ROUNDS):
             if counts[givens] >= wanted.get(givens, 0):
                 break
             jobs = [(source.tobytes(), tag * 1_000_003 + turn * 10_007 + i)
                     for i, source in enumerate(sources)]
             for found in parallel_map(_given_more, jobs, workers):
-                if add(found):
-                    made.append(rows[-1])
+                kept = add(found)
+                if kept is not None:
+                    made.append(kept)
         log.info("%d givens: %d in %.0f s", givens, counts[givens], time.perf_counter() - started)
-        return [parse_puzzle(r[0]) for r in made]
+        return made
 
     started = time.perf_counter()
     seeds = [seeds[i] for i in rng.permutation(len(seeds))]
@@ -170,10 +178,7 @@ def build(seeds: list[np.ndarray], wanted: dict[int, int], rng: np.random.Genera
 
 def _walk_rows(job: tuple[int, int]) -> list[tuple[str, str, int]]:
     """The puzzles of `POOL_MAX_GIVENS` givens or fewer that one walk from a fresh grid holds."""
-    seed, floor = job
-    rng = np.random.default_rng(seed)
-    solution = random_solution(rng)
-    held = sudoku_sparse.walk_down(dig(solution, rng, 0), solution, rng, floor, WALK_MOVES)
+    held = _walk(*job)
     return [(format_cells(puzzle), format_cells(grid), count_guesses(puzzle))
             for givens, (puzzle, grid) in sorted(held.items()) if givens <= POOL_MAX_GIVENS]
 
@@ -184,11 +189,11 @@ def build_pool(out: Path, walks: int, val: int, exclude: list[Path], seed: int,
     fresh grids hold (about five a walk, 20-23 givens; a walk costs seconds, so a pool is built
     once and reused under symmetry augmentation), unique under symmetry and outside `exclude`;
     the last `val` walks' puzzles go to val.csv."""
-    seen = _excluded_keys(exclude, workers, "sudoku")
+    seen = excluded_keys(exclude, workers, "sudoku")
     jobs = [(seed * 1_000_003 + walk, WALK_FLOOR) for walk in range(walks)]
     splits: dict[str, list[tuple[str, str, int]]] = {"train": [], "val": []}
     for walk, rows in enumerate(parallel_map(_walk_rows, jobs, workers)):
-        keys = canonical_keys([r[0] for r in rows], "sudoku", workers=1)
+        keys = [canonical_key(r[0], "sudoku") for r in rows]
         fresh = [r for r, key in zip(rows, keys, strict=True) if key not in seen]
         seen.update(keys)
         splits["val" if walk >= walks - val else "train"] += fresh
@@ -219,7 +224,7 @@ def main(argv: list[str] | None = None) -> None:
     if len(seeds) <= args.seventeens:
         parser.error(f"{args.seeds} holds {len(seeds)} puzzles; --seventeens {args.seventeens} "
                      f"leaves none to seed the 18-given bucket")
-    exclude = _excluded_keys([DATA / name for name in COMMITTED if (DATA / name).exists()],
+    exclude = excluded_keys([DATA / name for name in COMMITTED if (DATA / name).exists()],
                              None, "sudoku")
     wanted = {17: args.seventeens, 18: args.per_count, 19: args.per_count,
               **{g: args.per_walked_count for g in range(20, 23)}}

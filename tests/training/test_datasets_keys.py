@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from training.datasets import _excluded_keys, canonical_keys, stored_keys, write_keys
+from training.datasets import canonical_keys, excluded_keys, stored_keys, write_keys
 
 DATA = Path(__file__).resolve().parents[2] / "training" / "data"
 COMMITTED = sorted(DATA.glob("sudoku-*-test.csv"))
@@ -31,4 +31,4 @@ def test_keys_of_a_changed_csv_are_recomputed(tmp_path: Path) -> None:
     copy.write_text("\n".join(lines[:4]) + "\n")  # the CSV changed after its keys were stored
     assert stored_keys(copy, "sudoku") is None
     expected = set(canonical_keys([line.split(",")[0] for line in lines[1:4]], "sudoku", 1))
-    assert _excluded_keys([copy], 1, "sudoku") == expected
+    assert excluded_keys([copy], 1, "sudoku") == expected

@@ -20,6 +20,9 @@ one core). Puzzles of 17-19 givens need far longer walks. With the compiled coun
 
 from __future__ import annotations
 
+import collections
+from collections.abc import Iterator
+
 import numpy as np
 
 from trm_core.tasks import sudoku_native
@@ -42,23 +45,28 @@ SWAP_MAX_GUESSES = 400
 CROSS_SHARE = 0.3  # share of moves that may change the solution
 
 
-def only_solution(puzzle: np.ndarray,
-                  max_guesses: int = UNIQUENESS_MAX_GUESSES) -> np.ndarray | None:
-    """The puzzle's solution when it has exactly one (None when the check runs past
-    `max_guesses` of the Python search's guesses); compiled where a C compiler is found
-    (`sudoku_native`), else the Python search."""
+def _count(puzzle: np.ndarray, max_guesses: int) -> tuple[int, np.ndarray | None] | None:
+    """(solutions found, up to 2; the first) or None when the search runs past `max_guesses`
+    of the Python search's guesses; compiled where a C compiler is found (`sudoku_native`),
+    else the Python search."""
     if sudoku_native.available():
         try:
-            count, solution = sudoku_native.count_solutions(
-                puzzle, 2, NATIVE_BUDGET_SHARE * max_guesses)
+            return sudoku_native.count_solutions(puzzle, 2, NATIVE_BUDGET_SHARE * max_guesses)
         except sudoku_native.BudgetExceeded:
             return None
-        return solution if count == 1 else None
     try:
         solutions, _ = solve(puzzle, limit=2, max_guesses=max_guesses)
     except SearchBudgetExceeded:
         return None
-    return solutions[0] if len(solutions) == 1 else None
+    return len(solutions), (solutions[0] if solutions else None)
+
+
+def only_solution(puzzle: np.ndarray,
+                  max_guesses: int = UNIQUENESS_MAX_GUESSES) -> np.ndarray | None:
+    """The puzzle's solution when it has exactly one (None when the check runs past
+    `max_guesses`, see `_count`)."""
+    counted = _count(puzzle, max_guesses)
+    return counted[1] if counted is not None and counted[0] == 1 else None
 
 
 def is_unique(puzzle: np.ndarray, max_guesses: int = UNIQUENESS_MAX_GUESSES) -> bool:
@@ -97,19 +105,30 @@ def swap_move(puzzle: np.ndarray, solution: np.ndarray, rng: np.random.Generator
     return dig(moved, rng, 0)
 
 
+def _walk(puzzle: np.ndarray, solution: np.ndarray, rng: np.random.Generator, floor: int,
+          max_moves: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """The walk from a minimal `puzzle` towards `floor` givens, at most `max_moves` moves
+    tried: every (puzzle, solution) it holds, the start first. A move is kept when it does not
+    add givens."""
+    current = (puzzle, solution)
+    yield current
+    for _ in range(max_moves):
+        givens = np.count_nonzero(current[0])
+        if givens <= floor:
+            return
+        moved = next_move(*current, rng)
+        if moved is not None and np.count_nonzero(moved[0]) <= givens:
+            current = moved
+            yield current
+
+
 def sparser(puzzle: np.ndarray, solution: np.ndarray, rng: np.random.Generator,
             target_givens: int, max_moves: int) -> tuple[np.ndarray, np.ndarray]:
     """The walk from a minimal `puzzle` towards `target_givens` givens, at most `max_moves`
     moves tried; returns the sparsest puzzle it held (the last one of its count) and its
     solution."""
-    current = (puzzle, solution)
-    for _ in range(max_moves):
-        if np.count_nonzero(current[0]) <= target_givens:
-            break
-        moved = next_move(*current, rng)
-        if moved is not None and np.count_nonzero(moved[0]) <= np.count_nonzero(current[0]):
-            current = moved
-    return current
+    return collections.deque(_walk(puzzle, solution, rng, target_givens, max_moves),
+                             maxlen=1)[0]
 
 
 def walk_down(puzzle: np.ndarray, solution: np.ndarray, rng: np.random.Generator,
@@ -117,48 +136,23 @@ def walk_down(puzzle: np.ndarray, solution: np.ndarray, rng: np.random.Generator
     """The walk of `sparser` from a minimal `puzzle` down to `floor` givens, keeping the first
     puzzle it holds at each count on the way (count -> (puzzle, solution)): one walk gives a
     puzzle of each count it passes."""
-    current = (puzzle, solution)
-    held = {int(np.count_nonzero(puzzle)): current}
-    for _ in range(max_moves):
-        givens = int(np.count_nonzero(current[0]))
-        if givens <= floor:
-            break
-        moved = next_move(*current, rng)
-        if moved is not None and np.count_nonzero(moved[0]) <= givens:
-            current = moved
-            held.setdefault(int(np.count_nonzero(moved[0])), moved)
+    held: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    for step in _walk(puzzle, solution, rng, floor, max_moves):
+        held.setdefault(int(np.count_nonzero(step[0])), step)
     return held
 
 
-def is_minimal(puzzle: np.ndarray, max_guesses: int | None = None) -> bool:
-    """Whether the (unique) puzzle loses uniqueness when any one given is blanked: a second
-    solution found for each. With `max_guesses`, a blank whose second solution takes longer to
-    find counts as not shown, so the answer is False."""
+def is_minimal(puzzle: np.ndarray, max_guesses: int = UNIQUENESS_MAX_GUESSES) -> bool:
+    """Whether the (unique) puzzle is shown to lose uniqueness when any one given is blanked: a
+    second solution found for each within `max_guesses`; one that takes longer counts as not
+    shown, so the answer is False."""
     for cell in np.flatnonzero(puzzle):
         fewer = puzzle.copy()
         fewer[cell] = 0
-        if max_guesses is None:
-            if is_unique(fewer):
-                return False
-        elif not _two_solutions(fewer, max_guesses):
+        counted = _count(fewer, max_guesses)
+        if counted is None or counted[0] < 2:
             return False
     return True
-
-
-def _two_solutions(puzzle: np.ndarray, max_guesses: int) -> bool:
-    """Whether a second solution is found within `max_guesses` (Python-search units)."""
-    if sudoku_native.available():
-        try:
-            count, _ = sudoku_native.count_solutions(puzzle, 2,
-                                                     NATIVE_BUDGET_SHARE * max_guesses)
-        except sudoku_native.BudgetExceeded:
-            return False
-        return count > 1
-    try:
-        solutions, _ = solve(puzzle, limit=2, max_guesses=max_guesses)
-    except SearchBudgetExceeded:
-        return False
-    return len(solutions) > 1
 
 
 def one_given_more(puzzle: np.ndarray, solution: np.ndarray, rng: np.random.Generator,
