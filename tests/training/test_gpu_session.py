@@ -67,9 +67,11 @@ def test_outputs_fit_what_the_device_machine_returns(session: tuple[Path, dict])
 def test_benchmarks_come_back_even_when_stopped(session: tuple[Path, dict]) -> None:
     out, _ = session
     report = json.loads((out / "benchmarks.json").read_text())["benchmarks"]
-    assert report["train_step"]["returncode"] == 0 and report["train_step"]["rows"]
     # On the CPU the compiled backend rarely fits the tiny budget: the child is stopped, and
-    # whatever rows it printed by then (the eager one, on an idle machine) are kept.
+    # whatever rows it printed by then (the eager one, on an idle machine) are kept. A slower
+    # CPU stops the training benchmark too, after its eager row.
+    train_step = report["train_step"]
+    assert (train_step["timed_out"] or train_step["returncode"] == 0) and train_step["rows"]
     inference = report["gpu_inference"]
     assert inference["timed_out"] or inference["returncode"] == 0
     assert all("eager_ms_one" in row for row in inference["rows"][:1])
