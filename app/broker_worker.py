@@ -10,9 +10,13 @@ events and results in pipelined batches, so engine callbacks never wait on the n
 Delivery guarantees: a message is acked only after its job's terminal event was written (or
 someone else already wrote one), so a worker that dies leaves its jobs pending; any worker's
 periodic XAUTOCLAIM takes them over once idle longer than `TRM_RECLAIM_IDLE_S` and restarts them
-from step 0. The finish script's SET NX on the result key makes the terminal event unique, and
-a job delivered more than `TRM_MAX_DELIVERIES` times is moved to the dead-letter stream and
-failed. Boundaries: no FastAPI; Redis access is the sync redis-py client.
+from step 0. On every reclaim tick a worker also looks over the messages pending under its own
+name and starts those it does not hold: a read whose reply was lost, or a batch cut short when
+Redis went away mid-read, is picked up once Redis is back, without waiting out the reclaim time
+(and a worker restarted under the same name picks up what it was handed). The finish script's
+SET NX on the result key makes the terminal event unique, and a job delivered more than
+`TRM_MAX_DELIVERIES` times is moved to the dead-letter stream and failed. Boundaries: no
+FastAPI; Redis access is the sync redis-py client.
 """
 
 from __future__ import annotations
@@ -70,6 +74,9 @@ class BrokerWorker:
         self._next_reclaim = 0.0
         self.connected = threading.Event()
         self.task_runs = WorkerRuns(settings)
+        # message ids of jobs taken and not yet ended in Redis (running, or their ending waits
+        # to be published)
+        self._held: set[str] = set()
 
     # ---------------------------------------------------------------------------- main loop
 
@@ -169,6 +176,7 @@ class BrokerWorker:
             return
         cells = np.asarray(message.puzzle, dtype=np.int8)
         delivery = Delivery(message, message_id, entry, cells)
+        self._held.add(message_id)
         if message.work != "puzzle":
             self._take_task_work(delivery)
             return
@@ -183,7 +191,8 @@ class BrokerWorker:
         try:
             entry.engine.submit(job)
         except QueueFull:
-            log.warning("engine queue full; job %s stays pending for another worker",
+            self._held.discard(message_id)
+            log.warning("engine queue full; job %s stays pending until there is room",
                         message.job_id)
         except ValueError as exc:
             if "already queued or running" in str(exc):
@@ -222,6 +231,7 @@ class BrokerWorker:
 
     def _reclaim(self) -> None:
         """Take over jobs idle longer than the reclaim time: their worker died (or hung)."""
+        self._recover_own()
         idle_ms = int(self.settings.reclaim_idle_s * 1000)
         for stream, entry in self.streams.items():
             free = _free(entry)
@@ -240,6 +250,27 @@ class BrokerWorker:
                 else:
                     log.warning("reclaimed job %s (delivery %d)", fields.get("job"), delivered)
                     self._take(entry, message_id, fields)
+
+    def _recover_own(self) -> None:
+        """Start this consumer's pending messages that it does not hold. Redis counts a
+        message as delivered once it has run the read, so a read whose reply never arrived, or
+        whose batch was cut short when Redis went away, leaves jobs pending under this name
+        that nothing here runs. XPENDING and XRANGE leave a message's delivery count and idle
+        time alone, so a hung worker's jobs still go idle for others to reclaim."""
+        for stream, entry in self.streams.items():
+            if _free(entry) <= 0:
+                continue
+            pending = self.client.xpending_range(stream, broker.GROUP, min="-", max="+",
+                                                 count=1024, consumername=self.worker_id)
+            for row in pending:
+                message_id = str(row["message_id"])
+                if message_id in self._held or _free(entry) <= 0:
+                    continue
+                found: Any = self.client.xrange(stream, min=message_id, max=message_id)
+                if found:
+                    log.warning("recovered job %s: delivered here, never started",
+                                found[0][1].get("job"))
+                    self._take(entry, message_id, found[0][1])
 
     def _dead_letter(self, entry: ModelEntry, message_id: str, fields: dict[str, str],
                      delivered: int) -> None:
@@ -285,6 +316,7 @@ class BrokerWorker:
         shutdown timeout gives up, leaving those jobs pending for another worker to redo."""
         try:
             self._pipeline(batch).execute()
+            self._release(batch)
             return
         except redis.RedisError as exc:
             log.warning("could not publish %d event(s) (%s); retrying the results", len(batch),
@@ -305,7 +337,14 @@ class BrokerWorker:
             except redis.RedisError:
                 continue
             log.info("published %d result(s) after a Redis outage", len(finals))
+            self._release(finals)
             return
+
+    def _release(self, published: list[tuple[str, Delivery, Any]]) -> None:
+        """Jobs whose ending Redis now holds (and whose message it acked) are no longer held."""
+        for kind, delivery, _ in published:
+            if kind not in ("step", "event"):
+                self._held.discard(delivery.message_id)
 
     def _pipeline(self, batch: list[tuple[str, Delivery, Any]]) -> Any:
         ttl = max(1, int(self.settings.job_ttl_s))

@@ -444,7 +444,12 @@ def warm_start(trainer: Trainer, stem: str | Path) -> None:
     card = checkpoint.card
     trainer.step = trainer.rewarm_from = int(card["step"])
     trainer.history = list(card.get("curve", []))
-    trainer.best_exact = max((p["exact_accuracy"] for p in trainer.history), default=-1.0)
+    # A best measured on other evaluation data is no bar for this run's: a fine-tune on new data
+    # keeps its first evaluation however it compares with the old curve.
+    evaluated_on = ((card.get("data") or {}).get("eval") or {}).get("sha256")
+    if (trainer.eval_set is not None and evaluated_on is not None
+            and evaluated_on == trainer.eval_set.provenance.get("sha256")):
+        trainer.best_exact = max((p["exact_accuracy"] for p in trainer.history), default=-1.0)
     trainer.elapsed_s = float(card.get("compute", {}).get("train_seconds", 0.0))
     log.info("warm start from %s at step %d (fresh optimizer, warmup again)", stem, trainer.step)
 

@@ -107,6 +107,23 @@ def test_redis_killed_mid_run_loses_no_accepted_job(redis_server, workers, start
     assert refused == 3
 
 
+def test_a_worker_back_under_its_name_runs_what_it_was_handed(redis_server, workers,
+                                                             start_api) -> None:
+    """A job delivered to a worker that never started it (a read whose reply was lost, or a
+    batch cut short when Redis went away) stays pending under that worker's name. The worker,
+    or its restart under the same name, starts it without waiting out the reclaim time."""
+    dropper = workers.start(redis_server.url, worker_fault="drop", reclaim_idle_s=600)
+    _, api = start_api(redis_server.url, reclaim_idle_s=600)
+    job_id = api.post("/v1/jobs", json={"task": "sudoku", "puzzle": easy_puzzles(1)[0]}
+                      ).json()["id"]
+    wait_until(lambda: "dropping job" in workers.logs(), 60, "the job to be handed over")
+    dropper.send_signal(signal.SIGKILL)
+    dropper.wait(5)
+    workers.start(redis_server.url, reclaim_idle_s=600, worker_id="w0")
+    assert terminal_events(api, job_id) == ["solve.completed"]
+    assert f"recovered job {job_id}" in workers.logs()
+
+
 def test_a_job_redis_would_not_queue_is_503_and_leaves_nothing(redis_server, workers,
                                                                start_api) -> None:
     workers.start(redis_server.url)

@@ -71,8 +71,10 @@ def test_decay_to_zero_is_allowed_and_bad_values_are_named() -> None:
 
 def test_warm_start_takes_weights_step_and_curve_and_warms_up_again(tmp_path: Path) -> None:
     first = tiny_trainer(tmp_path / "a")
+    first.eval_set.provenance["sha256"] = "the same evaluation file"
     first.fit()  # 12 steps, evaluations at 6 and 12 keep `best`
     second = tiny_trainer(tmp_path / "b", "train.total_steps=40")
+    second.eval_set.provenance["sha256"] = "the same evaluation file"
     warm_start(second, tmp_path / "a" / "best")
     assert second.step == second.rewarm_from > 0 and second.history
     best = first.ema.model.state_dict() if first.ema else first.model.state_dict()
@@ -80,6 +82,21 @@ def test_warm_start_takes_weights_step_and_curve_and_warms_up_again(tmp_path: Pa
     assert set(best) == set(second.model.state_dict())
     assert second.lr_scale() < 1.0  # the warmup runs again from the warm-start step
     second.train_step()
+
+
+def test_a_warm_start_evaluated_on_other_data_keeps_its_first_evaluation(tmp_path: Path
+                                                                          ) -> None:
+    """A fine-tune on new evaluation data cannot beat a best measured on the old data, so its
+    curve carries on but its bar starts from nothing: the first evaluation is kept as `best`."""
+    first = tiny_trainer(tmp_path / "a")
+    first.eval_set.provenance["sha256"] = "the old evaluation file"
+    first.fit()
+    second = tiny_trainer(tmp_path / "b", "train.total_steps=14", "train.eval_every=1")
+    second.eval_set.provenance["sha256"] = "a new evaluation file"
+    warm_start(second, tmp_path / "a" / "best")
+    assert second.best_exact == -1.0 and second.history
+    second.fit()
+    assert second.best_exact >= 0.0 and (tmp_path / "b" / "best.json").exists()
 
 
 def test_a_resumed_warm_start_keeps_its_warmup_and_a_fresh_time_limit(tmp_path: Path) -> None:
