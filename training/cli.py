@@ -70,6 +70,10 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                         "(e.g. checkpoints/sudoku/x)")
     p.add_argument("--ship-dtype", choices=("float32", "bfloat16"), default="float32",
                    help="weights' dtype in the shipped copy (bfloat16 halves its size)")
+    p.add_argument("--keep-latest", type=Path, metavar="STEM",
+                   help="after training, write the latest EMA weights and card (in --ship-dtype) "
+                        "to STEM: where the next session goes on from with train.init_from when "
+                        "this machine's resume state is gone, even when they are not the best")
     p.set_defaults(func=commands.run_train)
 
 

@@ -93,7 +93,7 @@ def _train(args: argparse.Namespace, run: RunConfig, ranks: Ranks) -> dict[str, 
         (out_dir / "run.json").write_text(json.dumps(run.to_dict(), indent=2) + "\n")
     bar = ProgressBar(run.train.total_steps)
     with _stop_on_signals(trainer):
-        trainer.fit(on_log=bar, on_eval=bar.evaluation)
+        report = trainer.fit(on_log=bar, on_eval=bar.evaluation)
     if not ranks.is_main:
         return None
     summary = {"step": trainer.step, "best_exact": trainer.best_exact,
@@ -102,6 +102,12 @@ def _train(args: argparse.Namespace, run: RunConfig, ranks: Ranks) -> dict[str, 
     if args.ship and (out_dir / "best.json").exists():
         _ship(out_dir / "best", args.ship, args.ship_dtype)
         summary["shipped"] = str(args.ship)
+    if args.keep_latest:
+        # A session whose evaluations never beat the best still moved the run on; without
+        # these weights a session on another machine would start again from the best's step.
+        _ship(trainer.save_checkpoint(out_dir / "latest", report or None), args.keep_latest,
+              args.ship_dtype)
+        summary["latest"] = str(args.keep_latest)
     return summary
 
 

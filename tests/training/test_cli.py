@@ -47,9 +47,12 @@ def test_train_then_eval(data_dir: Path, tmp_path: Path, capsys: pytest.CaptureF
     sets = [f"train.train_data={data_dir / 'train.csv'}", f"train.eval_data={data_dir / 'val.csv'}",
             f"train.out_dir={run_dir}", "train.name=trm-cli-test"]
     args = ["train", *with_sets(TINY + sets)]
-    assert main([*args, "--ship", str(tmp_path / "shipped" / "tiny")]) == 0
+    assert main([*args, "--ship", str(tmp_path / "shipped" / "tiny"),
+                 "--keep-latest", str(tmp_path / "latest" / "tiny")]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["step"] == 4 and len(summary["curve"]) == 2
+    latest = load_checkpoint(tmp_path / "latest" / "tiny")  # where a next session goes on
+    assert latest.card["step"] == 4 and len(latest.card["curve"]) == 2
     shipped = load_checkpoint(tmp_path / "shipped" / "tiny")
     assert shipped.card["data"]["train"]["rows"] == 24
     assert main(["eval", str(tmp_path / "shipped" / "tiny"), "--data",
