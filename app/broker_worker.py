@@ -230,7 +230,8 @@ class BrokerWorker:
     # --------------------------------------------------------------------- reclaiming
 
     def _reclaim(self) -> None:
-        """Take over jobs idle longer than the reclaim time: their worker died (or hung)."""
+        """Start this worker's own jobs it never started, then take over jobs idle longer
+        than the reclaim time: their worker died (or hung)."""
         self._recover_own()
         idle_ms = int(self.settings.reclaim_idle_s * 1000)
         for stream, entry in self.streams.items():

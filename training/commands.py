@@ -105,7 +105,7 @@ def _train(args: argparse.Namespace, run: RunConfig, ranks: Ranks) -> dict[str, 
     if args.keep_latest:
         # A session whose evaluations never beat the best still moved the run on; without
         # these weights a session on another machine would start again from the best's step.
-        _ship(trainer.save_checkpoint(out_dir / "latest", report or None), args.keep_latest,
+        _ship(trainer.save_checkpoint(out_dir / "latest", report), args.keep_latest,
               args.ship_dtype)
         summary["latest"] = str(args.keep_latest)
     return summary
@@ -144,17 +144,18 @@ def _training_data(run: RunConfig, task: Task) -> tuple[RunConfig, TrainData, Tr
     return train_set.fit_run(run), train_set, eval_set
 
 
-def _ship(best: Path, target: Path, dtype: str = "float32") -> None:
-    """Copy the best checkpoint (weights + card, and the task's sidecars, `Task.sidecars`:
-    ARC's identifier table) to `target`, a checkpoint stem, its weights cast to `dtype`."""
+def _ship(source: Path, target: Path, dtype: str = "float32") -> None:
+    """Copy a run's checkpoint (its best, or with --keep-latest its latest: weights + card,
+    and the task's sidecars, `Task.sidecars`: ARC's identifier table) to `target`, a
+    checkpoint stem, its weights cast to `dtype`."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    checkpoint = load_checkpoint(best)
+    checkpoint = load_checkpoint(source)
     card = {k: v for k, v in checkpoint.card.items() if k not in ("format", "dtype", "model")}
     save_checkpoint(target, checkpoint.model, card, dtype)
     task = task_of_card(checkpoint.card)
-    for source, copy in zip(task.sidecars(best), task.sidecars(target), strict=True):
-        if source.exists():
-            shutil.copyfile(source, copy)
+    for sidecar, copy in zip(task.sidecars(source), task.sidecars(target), strict=True):
+        if sidecar.exists():
+            shutil.copyfile(sidecar, copy)
 
 
 def run_eval(args: argparse.Namespace) -> dict[str, Any]:
